@@ -1,0 +1,41 @@
+"""What a check sees: the probe, the exchanges it produced (by role), and the target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conformance.exchange import Exchange
+from conformance.failures import NotApplicable
+from conformance.target import Target
+
+if TYPE_CHECKING:
+    from conformance.probes import Probe
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """The evidence a check judges; checks never do I/O."""
+
+    probe: Probe
+    exchanges: Mapping[str, Exchange]
+    target: Target
+
+    @property
+    def exchange(self) -> Exchange:
+        """The probe's first exchange."""
+        if not self.exchanges:
+            raise NotApplicable("the probe sent no request")
+        return next(iter(self.exchanges.values()))
+
+    def get(self, role: str) -> Exchange:
+        """The exchange of one step; NotApplicable when that step was not sent."""
+        try:
+            return self.exchanges[role]
+        except KeyError:
+            raise NotApplicable(f"step {role!r} was not sent") from None
+
+    def expect(self, key: str, default: Any = None) -> Any:
+        """What the probe expects (text, stop reason, statuses...)."""
+        return self.probe.expect.get(key, default)

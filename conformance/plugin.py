@@ -1,0 +1,208 @@
+"""pytest plugin: `pytest --pyargs conformance.suites --gateway-url URL` runs the conformance suite.
+
+Loaded through the pytest11 entry point in every pytest session of this environment; it stays inert
+unless the conformance suites are collected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from conformance.errors import HarnessError
+from conformance.results import FEATURES
+from conformance.target import AUTH_SCHEMES, DEFAULT_ANTHROPIC_VERSION, DEFAULT_MODEL, Target, Timeouts, key_from_env
+
+if TYPE_CHECKING:
+    from conformance.runner import ConformanceRun
+
+_DEFAULT_TIMEOUTS = Timeouts()
+RUN_KEY = pytest.StashKey["ConformanceRun"]()
+SUITE_PACKAGE = "conformance.suites"
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gateway-conformance", "Anthropic-compatible gateway conformance")
+    group.addoption(
+        "--gateway-url",
+        default=None,
+        help="base URL of the gateway under test, e.g. http://127.0.0.1:8787 (default: $GATEWAY_URL). "
+        "The key is read from $GATEWAY_API_KEY, then $ANTHROPIC_API_KEY; it is never a flag.",
+    )
+    group.addoption(
+        "--gateway-auth",
+        default="x-api-key",
+        choices=AUTH_SCHEMES,
+        help="how the key is sent: x-api-key (Anthropic-native, default) or bearer (Authorization: Bearer)",
+    )
+    group.addoption("--gateway-model", default=DEFAULT_MODEL, help=f"model to request (default: {DEFAULT_MODEL})")
+    group.addoption(
+        "--anthropic-version",
+        default=DEFAULT_ANTHROPIC_VERSION,
+        help=f"anthropic-version header to send (default: {DEFAULT_ANTHROPIC_VERSION})",
+    )
+    group.addoption(
+        "--report-dir",
+        default=None,
+        help="where conformance.json, junit.xml and report.html go (default: reports/conformance-<timestamp>)",
+    )
+    group.addoption("--checks", default=None, help="comma-separated check ids or areas to run (default: all)")
+    group.addoption("--exclude-checks", default=None, help="comma-separated check ids or areas to leave out")
+    group.addoption(
+        "--require",
+        default=None,
+        help=f"comma-separated features that must be supported (else unsupported is a failure): {', '.join(FEATURES)}",
+    )
+    group.addoption("--baseline", default=None, help="baseline file of accepted deviations: only regressions fail")
+    group.addoption("--write-baseline", default=None, help="write the deviations of this run to a baseline file")
+    group.addoption(
+        "--max-examples",
+        type=int,
+        default=10,
+        help="Hypothesis examples per property test (each costs one request; default 10)",
+    )
+    group.addoption(
+        "--probe-rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send up to N tiny requests in a burst to provoke a 429, then check retry-after is honest (default 0: off)",
+    )
+    group.addoption("--connect-timeout", type=float, default=_DEFAULT_TIMEOUTS.connect, help="seconds to connect")
+    group.addoption(
+        "--first-byte-timeout", type=float, default=_DEFAULT_TIMEOUTS.first_byte, help="seconds to first byte"
+    )
+    group.addoption("--idle-timeout", type=float, default=_DEFAULT_TIMEOUTS.idle, help="seconds of silence mid-body")
+    group.addoption("--total-timeout", type=float, default=_DEFAULT_TIMEOUTS.total, help="seconds for a whole exchange")
+
+
+def _collecting_suites(config: pytest.Config) -> bool:
+    args = [str(a) for a in config.args]
+    return any(SUITE_PACKAGE in a or os.sep.join(("conformance", "suites")) in a for a in args)
+
+
+def build_run(config: pytest.Config) -> ConformanceRun:
+    """The ConformanceRun described by the command line; pytest.UsageError when it is wrong."""
+    from conformance.checks import select_checks
+    from conformance.reporting import load_baseline
+    from conformance.runner import ConformanceRun
+
+    opt = config.option
+    url = opt.gateway_url or os.environ.get("GATEWAY_URL")
+    if not url:
+        raise pytest.UsageError(
+            "the conformance suite needs a gateway: pass --gateway-url URL or set GATEWAY_URL "
+            "(or run `python -m conformance check` to test the embedded reference gateway)"
+        )
+    required = _csv(opt.require)
+    unknown = [f for f in required if f not in FEATURES]
+    if unknown:
+        raise pytest.UsageError(f"--require: unknown feature(s) {', '.join(unknown)}; valid: {', '.join(FEATURES)}")
+    if opt.max_examples < 0 or opt.probe_rate_limit < 0:
+        raise pytest.UsageError("--max-examples and --probe-rate-limit must be 0 or more")
+    try:
+        target = Target(
+            url,
+            key_from_env(),
+            auth=opt.gateway_auth,
+            anthropic_version=opt.anthropic_version,
+            model=opt.gateway_model,
+            timeouts=Timeouts(opt.connect_timeout, opt.first_byte_timeout, opt.idle_timeout, opt.total_timeout),
+        )
+        checks = select_checks(_csv(opt.checks), _csv(opt.exclude_checks))
+        baseline = load_baseline(Path(opt.baseline)) if opt.baseline else None
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    return ConformanceRun(target, checks=checks, required=required, baseline=baseline)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: a conformance suite test against --gateway-url")
+    if _collecting_suites(config) or config.option.gateway_url:
+        config.stash[RUN_KEY] = build_run(config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "probe" not in metafunc.fixturenames:
+        return
+    from conformance.probes import PROBES
+
+    run = metafunc.config.stash.get(RUN_KEY, None)
+    probes = run.selected(PROBES) if run is not None else list(PROBES)
+    metafunc.parametrize("probe", probes, ids=[p.id for p in probes])
+
+
+@pytest.fixture(scope="session")
+def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
+    """The run against --gateway-url that every suite test records into."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise pytest.UsageError("pass --gateway-url URL or set GATEWAY_URL to run the conformance suite")
+    return run
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return None
+    from conformance.probes import PROBES
+
+    probes = run.selected(PROBES)
+    planned = sum(p.request_count for p in probes)
+    key = "set" if run.target.api_key is not None else "NOT set (GATEWAY_API_KEY / ANTHROPIC_API_KEY)"
+    return [
+        f"gateway: {run.target.base_url}  model: {run.target.model}  auth: {run.target.auth}  key: {key}",
+        f"checks: {len(run.enabled)} enabled; about {planned} probe requests plus "
+        f"{config.option.max_examples} Hypothesis examples per property test",
+    ]
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    if config.option.report_dir:
+        return Path(config.option.report_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"conformance-{stamp}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.results:
+        return
+    from conformance.reporting import baseline_from_report, write_baseline, write_reports
+
+    report = run.report(baseline_path=config.option.baseline)
+    directory = _report_dir(config)
+    paths = write_reports(report, directory)
+    config.stash[_REPORT_KEY] = (report, paths)
+    if config.option.write_baseline:
+        write_baseline(baseline_from_report(report), Path(config.option.write_baseline))
+    # The gate is the verdict: should/info findings and baselined ones are reported but do not fail the run.
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED if report.gating_failures else pytest.ExitCode.OK
+
+
+_REPORT_KEY = pytest.StashKey[Any]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    stored = config.stash.get(_REPORT_KEY, None)
+    if stored is None:
+        return
+    from conformance.reporting import render_summary
+
+    report, paths = stored
+    color = terminalreporter.isatty() if hasattr(terminalreporter, "isatty") else sys.stdout.isatty()
+    terminalreporter.write_sep("=", "gateway conformance")
+    terminalreporter.write_line(render_summary(report, color=bool(color)))
+    for name, path in paths.items():
+        terminalreporter.write_line(f"  {name}: {path}")

@@ -1,0 +1,228 @@
+"""StreamReader: SSE decoding, JSON, schema validation, the streaming grammar and timing, chunk by chunk.
+
+This is the hot path of the load tests, so it does one pass per event and keeps nothing it was not asked
+to keep: with keep_events=False no event or payload outlives its feed() call. Schema validation takes the
+compiled validator's fast `is_valid` path and asks for the (slower) error list only when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import json.scanner
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
+from conformance.sse import Anomaly, SSEDecoder, SSEEvent
+
+__all__ = ["Flavour", "StreamReader", "StreamResult", "StreamTimings", "parse_json"]
+
+Flavour = Literal["anthropic", "openai"]
+
+_SCHEMAS: dict[str, str] = {"anthropic": "anthropic/stream-event", "openai": "openai/chat-completion-chunk"}
+_IGNORED_STRAY: dict[str, frozenset[Anomaly]] = {
+    "anthropic": frozenset(),
+    "openai": frozenset({Anomaly.NO_EVENT_FIELD}),
+}
+
+
+# json.loads wraps the C scanner in three Python calls that cost as much as the scan; the hot path calls the
+# scanner directly and leaves anything unusual (leading whitespace, errors) to json.loads.
+_make_scanner: Any = json.scanner.make_scanner  # typeshed types it as a class taking itself
+_scan_json: Callable[[str, int], tuple[object, int]] = _make_scanner(json.JSONDecoder())
+_JSON_SPACE = " \t\n\r"
+
+
+def parse_json(data: str) -> object:
+    """data as JSON, or NOT_JSON; never raises (too deep a nesting counts as not JSON)."""
+    try:
+        value, end = _scan_json(data, 0)
+    except (StopIteration, ValueError, RecursionError):
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return NOT_JSON
+    if end != len(data) and data[end:].strip(_JSON_SPACE):
+        return NOT_JSON
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTimings:
+    """Latencies of one stream, in seconds from the request start."""
+
+    ttfb: float | None  # first byte of body after request start
+    ttft: float | None  # first non-empty content delta (text/thinking/tool JSON) after request start
+    gaps: tuple[float, ...]  # between consecutive content deltas (inter-token latency)
+    total: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """Everything one stream showed: events (if kept), violations in event order, the message, timings."""
+
+    flavour: Flavour
+    events: tuple[SSEEvent, ...]
+    payloads: tuple[object, ...]
+    anomalies: tuple[tuple[Anomaly, int, str], ...]  # the decoder's log: (code, byte offset, detail)
+    violations: tuple[Violation, ...]  # framing + schema + grammar, in event order, then end-of-stream ones
+    complete: bool
+    end_cause: str
+    message: dict[str, Any]
+    timings: StreamTimings
+    bytes_received: int
+    output_tokens: int | None
+    errored: bool = False  # an in-band error arrived (Anthropic error event, OpenAI {"error": ...})
+    error: object = None  # that error payload
+    event_count: int = 0  # every event, kept or not
+    content_deltas: int = 0
+    violation_counts: tuple[tuple[str, int], ...] = ()  # every violation counted, even past the kept list
+
+    def codes(self) -> frozenset[str]:
+        """The distinct violation codes found."""
+        return frozenset(code for code, _ in self.violation_counts) | {v.code for v in self.violations}
+
+
+class StreamReader:
+    """Feed an SSE body chunk by chunk with arrival times; close() returns the StreamResult."""
+
+    def __init__(
+        self,
+        flavour: Flavour,
+        *,
+        t_start: float,
+        validate_schema: bool = True,
+        keep_events: bool = True,
+        max_events: int = 100_000,
+        expect_usage: bool = False,
+        max_event_bytes: int = 1 << 20,
+    ) -> None:
+        """Read one stream of the given flavour for a request sent at t_start (perf_counter seconds)."""
+        if flavour not in _SCHEMAS:
+            raise ValueError(f"flavour must be 'anthropic' or 'openai', got {flavour!r}")
+        self.flavour: Flavour = flavour
+        self.t_start = t_start
+        self.keep_events = keep_events
+        self.max_events = max_events
+        self._decoder = SSEDecoder(max_event_bytes=max_event_bytes, expect_event_field=flavour == "anthropic")
+        self._grammar: AnthropicGrammar | OpenAIGrammar = (
+            AnthropicGrammar() if flavour == "anthropic" else OpenAIGrammar(expect_usage=expect_usage)
+        )
+        self._is_valid: Callable[[object], bool] | None = None
+        self._schema_name = _SCHEMAS[flavour]
+        if validate_schema:
+            from conformance.schemas import validator
+
+            self._validator = validator(self._schema_name)
+            self._is_valid = self._validator.is_valid
+        self._events: list[SSEEvent] = []
+        self._payloads: list[object] = []
+        self._count = 0
+        self._strays = 0
+        self._first_byte: float | None = None
+        self._first_content: float | None = None
+        self._last_content = 0.0
+        self._gaps: list[float] = []
+        self._result: StreamResult | None = None
+
+    def feed(self, chunk: bytes, t: float) -> None:
+        """Take the next chunk of the body, received at time t."""
+        if self._result is not None or not chunk:
+            return
+        if self._first_byte is None:
+            self._first_byte = t
+        decoder = self._decoder
+        for event in decoder.feed(chunk, t):
+            self._event(event)
+        if len(decoder.stray_anomalies) != self._strays:
+            self._report_strays()
+
+    def close(self, t: float, *, cause: str = "eof") -> StreamResult:
+        """End of the body at time t, for the given cause ("eof", "reset", "timeout-idle", ...)."""
+        if self._result is not None:
+            return self._result
+        decoder = self._decoder
+        for event in decoder.close(t):
+            self._event(event)
+        if len(decoder.stray_anomalies) != self._strays:
+            self._report_strays()
+        grammar = self._grammar
+        grammar.finish()
+        if cause != "eof" and not grammar.complete and not grammar.errored:
+            marker = "message_stop" if self.flavour == "anthropic" else "data: [DONE]"
+            grammar.report("stream-truncated", f"the stream was cut by {cause} before {marker}", None)
+        first = self._first_byte
+        self._result = StreamResult(
+            flavour=self.flavour,
+            events=tuple(self._events),
+            payloads=tuple(self._payloads),
+            anomalies=tuple(decoder.stream_anomalies),
+            violations=tuple(grammar.violations),
+            complete=grammar.complete,
+            end_cause=cause,
+            message=grammar.message(),
+            timings=StreamTimings(
+                ttfb=None if first is None else first - self.t_start,
+                ttft=None if self._first_content is None else self._first_content - self.t_start,
+                gaps=tuple(self._gaps),
+                total=t - self.t_start,
+            ),
+            bytes_received=decoder.bytes_received,
+            output_tokens=grammar.output_tokens,
+            errored=grammar.errored,
+            error=grammar.error,
+            event_count=self._count,
+            content_deltas=grammar.content_deltas,
+            violation_counts=tuple(sorted(grammar.violation_counts.items())),
+        )
+        return self._result
+
+    def _event(self, event: SSEEvent) -> None:
+        data = event.data
+        payload = None if data is None else parse_json(data)
+        count = self._count = self._count + 1
+        grammar = self._grammar
+        if count <= self.max_events:
+            if self.keep_events:
+                self._events.append(event)
+                self._payloads.append(payload)
+        elif count == self.max_events + 1:
+            grammar.report(
+                "too-many-events",
+                f"more than {self.max_events} events; later ones are checked and counted but not kept",
+                event.index,
+            )
+        before = grammar.content_deltas
+        grammar.feed(event, payload)
+        if grammar.content_deltas != before:
+            t = event.t_end
+            if self._first_content is None:
+                self._first_content = t
+            elif count <= self.max_events:
+                self._gaps.append(t - self._last_content)
+            self._last_content = t
+        if self._is_valid is not None and type(payload) is dict and not self._is_valid(payload):
+            self._schema_errors(payload, event.index)
+
+    def _schema_errors(self, payload: dict[str, Any], index: int) -> None:
+        # Shapes the grammar names better are left to it: a missing `type` (Anthropic) or an in-stream
+        # {"error": ...} (OpenAI, where it is the documented way to fail a stream).
+        if self.flavour == "anthropic":
+            if not isinstance(payload.get("type"), str):
+                return
+            what = f"{payload['type']} event"
+        else:
+            if payload.get("error"):
+                return
+            what = "chunk"
+        for error in self._validator.errors(payload):
+            self._grammar.report("schema-violation", f"{what}: {error.describe()}", index)
+
+    def _report_strays(self) -> None:
+        strays = self._decoder.stray_anomalies
+        ignored = _IGNORED_STRAY[self.flavour]
+        for code, offset, detail in strays[self._strays :]:
+            if code not in ignored:
+                self._grammar.report(code.value, f"{detail} (comment-only frame at byte {offset})", None)
+        self._strays = len(strays)

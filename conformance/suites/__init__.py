@@ -1,0 +1,1 @@
+"""The conformance suites: run with `pytest --pyargs conformance.suites --gateway-url URL`."""
