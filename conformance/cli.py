@@ -135,12 +135,13 @@ def _pytest_args(args: argparse.Namespace, url: str) -> list[str]:
 def _exit_code(code: int) -> int:
     import pytest
 
-    return {
-        pytest.ExitCode.OK: EXIT_OK,
-        pytest.ExitCode.TESTS_FAILED: EXIT_NONCONFORMANT,
-        pytest.ExitCode.USAGE_ERROR: EXIT_USAGE,
-        pytest.ExitCode.NO_TESTS_COLLECTED: EXIT_USAGE,
-    }.get(code, EXIT_HARNESS)
+    mapping: dict[int, int] = {
+        int(pytest.ExitCode.OK): EXIT_OK,
+        int(pytest.ExitCode.TESTS_FAILED): EXIT_NONCONFORMANT,
+        int(pytest.ExitCode.USAGE_ERROR): EXIT_USAGE,
+        int(pytest.ExitCode.NO_TESTS_COLLECTED): EXIT_USAGE,
+    }
+    return mapping.get(int(code), EXIT_HARNESS)
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -220,18 +220,6 @@ class _Grammar:
 
 # ----------------------------------------------------------------------------------------------- Anthropic
 
-_ANTHROPIC_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-        "error",
-    }
-)
 _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 _NO_DELTAS: frozenset[str] = frozenset()
 _BLOCK_DELTAS: dict[str, frozenset[str]] = {
@@ -259,13 +247,12 @@ _KNOWN_DELTAS = frozenset(
 class _Block:
     """A content block being streamed."""
 
-    __slots__ = ("citations", "closed", "deltas", "index", "kind", "parts", "signature", "start", "start_event")
+    __slots__ = ("citations", "closed", "deltas", "index", "kind", "parts", "signature", "start")
 
-    def __init__(self, index: int, kind: str | None, start: dict[str, Any], start_event: int) -> None:
+    def __init__(self, index: int, kind: str | None, start: dict[str, Any]) -> None:
         self.index = index
         self.kind = kind
         self.start = start
-        self.start_event = start_event
         self.parts: list[str] = []
         self.citations: list[Any] = []
         self.signature: str | None = None
@@ -458,7 +445,7 @@ class AnthropicGrammar(_Grammar):
         start = dict(block_data) if isinstance(block_data, dict) else {}
         kind = start.get("type")
         kind = kind if isinstance(kind, str) else None
-        block = _Block(idx, kind, start, index)
+        block = _Block(idx, kind, start)
         self._blocks[idx] = block
         self._open.add(idx)
         if kind in _TOOL_BLOCKS:
@@ -604,6 +591,8 @@ class AnthropicGrammar(_Grammar):
                     index,
                 )
             self.output_tokens = out
+        # As the SDK does: message_start's usage, overridden by every non-null value a message_delta sends
+        # (the SDK names the keys it copies; taking them all keeps newer counters too).
         merged = self._usage
         for key, value in usage.items():
             if value is not None:

@@ -75,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="send up to N tiny requests in a burst to provoke a 429, then check retry-after is honest (default 0: off)",
+        help="send up to N tiny requests to provoke a 429, then check its retry-after is honest (default 0: off)",
     )
     group.addoption("--connect-timeout", type=float, default=_DEFAULT_TIMEOUTS.connect, help="seconds to connect")
     group.addoption(

@@ -10,12 +10,16 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.exchange import Exchange, RequestSpec
 from conformance.target import Target
 
-StepBuilder = Callable[[Target, Mapping[str, Exchange]], RequestSpec | None]
+if TYPE_CHECKING:
+    from conformance.sdk import SdkCall
+
+# A step returns the request to send, an SDK call to run, or None when it cannot be sent (a prior step failed).
+StepBuilder = Callable[[Target, Mapping[str, Exchange]], "RequestSpec | SdkCall | None"]
 
 ECHO_TEXT = "The quick brown fox jumps over the lazy dog."
 LONG_TEXT = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -59,7 +63,10 @@ class Probe:
 
     @property
     def request_count(self) -> int:
-        return len(self.steps)
+        """How many requests the probe sends at most (SDK steps may send more than one)."""
+        from conformance.sdk import CALLS
+
+        return sum(CALLS[role].requests if role in CALLS else 1 for role, _ in self.steps)
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -285,6 +292,17 @@ def raw_post(path: str, content: bytes | Callable[[], bytes], **spec: Any) -> St
 def _oversize_body() -> bytes:
     filler = "x" * (OVERSIZE_BYTES - 200)
     return json.dumps({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": filler}]}).encode()
+
+
+def sdk_step(name: str) -> StepBuilder:
+    """A step that runs one official-SDK scenario (see conformance.sdk)."""
+
+    def build(target: Target, _: Mapping[str, Exchange]) -> SdkCall:
+        from conformance.sdk import CALLS
+
+        return CALLS[name]
+
+    return build
 
 
 ERROR_CHECKS = ("error_status_expected", "error_envelope_schema", "error_type_matches_status", "error_has_request_id")
@@ -525,6 +543,25 @@ PROBES: tuple[Probe, ...] = (
             "openai_stream_usage_chunk",
         ),
         {"include_usage": True},
+        optional=True,
+    ),
+    Probe(
+        "sdk_anthropic",
+        "messages",
+        "The official anthropic SDK: messages.create, messages.stream().get_final_message(), a tool round trip",
+        (
+            ("anthropic_messages_create", sdk_step("anthropic_messages_create")),
+            ("anthropic_messages_stream", sdk_step("anthropic_messages_stream")),
+            ("anthropic_tool_round_trip", sdk_step("anthropic_tool_round_trip")),
+        ),
+        ("sdk_messages_create_works", "sdk_stream_final_message_works", "sdk_tool_round_trip_works"),
+    ),
+    Probe(
+        "sdk_openai",
+        "openai",
+        "The official openai SDK: chat.completions.create plain and streamed with include_usage",
+        (("openai_chat_completion", sdk_step("openai_chat_completion")),),
+        ("openai_sdk_chat_works",),
         optional=True,
     ),
     _error_probe("error_missing_max_tokens", "max_tokens is required", invalid(_drop("max_tokens")), (400,)),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
 from conformance.checks import CHECKS, CheckContext, load_all
 from conformance.exchange import Exchange, RequestSpec
 from conformance.failures import Failure, NotApplicable, Unsupported
 from conformance.probes import Probe
-from conformance.results import CheckResult, Evidence, RunReport
+from conformance.results import CheckResult, Evidence, Outcome, RunReport, Severity
 from conformance.target import Target
 from conformance.transport import Transport
 
@@ -61,6 +61,15 @@ def declined(exchange: Exchange) -> str | None:
     return f"the gateway declined it: HTTP {exchange.status} {kind}: {str(error.get('message', ''))[:200]}"
 
 
+def sdk_declined(observations: Mapping[str, Any]) -> str | None:
+    """Why an optional feature looks unsupported to an SDK (it raised for a clean 4xx), or None."""
+    for outcome in observations.values():
+        status = getattr(outcome, "status", None)
+        if status in DECLINE_STATUSES:
+            return f"the gateway declined it: HTTP {status} ({getattr(outcome, 'error_type', '?')})"
+    return None
+
+
 class ConformanceRun:
     """One run against one target: sends probes, applies checks, keeps every result."""
 
@@ -81,12 +90,14 @@ class ConformanceRun:
         self.baseline = baseline
         self.results: list[CheckResult] = []
         self.exchanges: list[Exchange] = []
+        self.sdk_requests = 0
         self.started = time.time()
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     @property
     def requests_sent(self) -> int:
-        return len(self.exchanges)
+        """Requests sent so far, those the SDKs sent included."""
+        return len(self.exchanges) + self.sdk_requests
 
     def selected(self, probes: Sequence[Probe]) -> list[Probe]:
         """The probes that have at least one enabled check."""
@@ -117,28 +128,39 @@ class ConformanceRun:
                 seconds = -1.0
             if 0 < seconds <= SDK_MAX_RETRY_AFTER:
                 return seconds
-        return min(0.5 * 2**attempt, 8.0)
+        return min(0.5 * float(2**attempt), 8.0)
 
-    def send(self, probe: Probe) -> dict[str, Exchange]:
+    def send(self, probe: Probe) -> tuple[dict[str, Exchange], dict[str, Any]]:
         """Send a probe's steps in order; a step whose builder returns None is not sent."""
+        from conformance.sdk import SdkCall
+
         exchanges: dict[str, Exchange] = {}
+        observations: dict[str, Any] = {}
         for role, build in probe.steps:
-            spec = build(self.target, exchanges)
-            if spec is None:
+            step = build(self.target, exchanges)
+            if step is None:
                 continue
-            exchanges[role] = self.send_one(spec)
-        return exchanges
+            if isinstance(step, SdkCall):
+                observations[role] = step.execute(self.target)
+                self.sdk_requests += step.requests
+            else:
+                exchanges[role] = self.send_one(step)
+        return exchanges, observations
 
     def run_probe(self, probe: Probe) -> list[CheckResult]:
         """Send a probe and judge it with each of its enabled checks."""
-        exchanges = self.send(probe)
-        return self.judge(probe, exchanges)
+        exchanges, observations = self.send(probe)
+        return self.judge(probe, exchanges, observations)
 
-    def judge(self, probe: Probe, exchanges: dict[str, Exchange]) -> list[CheckResult]:
+    def judge(
+        self, probe: Probe, exchanges: dict[str, Exchange], observations: dict[str, Any] | None = None
+    ) -> list[CheckResult]:
         """Apply the probe's enabled checks to its exchanges and record the results."""
-        ctx = CheckContext(probe, exchanges, self.target)
+        ctx = CheckContext(probe, exchanges, self.target, observations or {})
         first = next(iter(exchanges.values()), None)
         decline = declined(first) if probe.optional and first is not None else None
+        if decline is None and probe.optional and first is None:
+            decline = sdk_declined(ctx.observations)
         results = []
         for check_id in probe.checks:
             if check_id not in self.enabled:
@@ -154,7 +176,8 @@ class ConformanceRun:
 
     def _apply(self, check_id: str, ctx: CheckContext, first: Exchange | None, decline: str | None) -> CheckResult:
         spec = CHECKS[check_id]
-        severity = spec.severity
+        severity: Severity = spec.severity
+        outcome: Outcome
         reproduce = self.target.mask(first.curl()) if first is not None else None
         evidence: tuple[Evidence, ...] = ()
         if decline is not None:
@@ -187,8 +210,8 @@ class ConformanceRun:
             probe=ctx.probe.id,
             area=spec.area,
             feature=ctx.probe.feature,
-            outcome=outcome,  # type: ignore[arg-type]
-            severity=severity,  # type: ignore[arg-type]
+            outcome=outcome,
+            severity=severity,
             rule=spec.rule,
             section=spec.section,
             message=message,

@@ -21,7 +21,7 @@ import referencing
 from referencing.jsonschema import DRAFT202012
 
 if TYPE_CHECKING:
-    import jsonschema  # type: ignore[import-untyped]  # no stubs are installed
+    import jsonschema
 
 __all__ = [
     "SCHEMA_BASE",

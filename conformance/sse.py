@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Anomaly", "SSEDecoder", "SSEEvent", "decode_all"]
+__all__ = ["DESCRIPTIONS", "Anomaly", "SSEDecoder", "SSEEvent", "decode_all"]
 
 
 class Anomaly(StrEnum):
@@ -121,7 +121,8 @@ class SSEDecoder:
         """A decoder whose pending frame never exceeds max_event_bytes; expect_event_field=False for OpenAI."""
         self.max_event_bytes = max(16, max_event_bytes)
         self.expect_event_field = expect_event_field
-        self.stream_anomalies: list[tuple[Anomaly, int, str]] = []
+        # Both logs hold (code, stream byte offset, detail) and stop growing at _MAX_LOG entries.
+        self.stream_anomalies: list[tuple[Anomaly, int, str]] = []  # every anomaly, events' and strays'
         self.stray_anomalies: list[tuple[Anomaly, int, str]] = []  # in frames that are not events (comments)
         self.anomalies_dropped = 0
         self.bytes_received = 0
@@ -158,6 +159,11 @@ class SSEDecoder:
                 return []
             self._offset = start + len(chunk) - len(data)
             self._t_first = t
+            if data[-2:] == b"\n\n":
+                # Most servers flush one whole frame per chunk: take it without the general scan.
+                event = self._quick(data, t)
+                if event is not None:
+                    return [event]
             return self._scan(data, 0, t)
         probe = self._tail + chunk
         found = _FRAME_END.search(probe)
@@ -230,7 +236,7 @@ class SSEDecoder:
         """Cut every complete frame out of data (which starts with the pending frame) and keep the rest."""
         events: list[SSEEvent] = []
         pos = 0
-        fast = b"\r" not in data
+        fast = data.find(b"\r") < 0
         size = len(data)
         limit = self.max_event_bytes
         while True:
@@ -278,12 +284,12 @@ class SSEDecoder:
         return events
 
     def _quick(self, raw: bytes, t: float) -> SSEEvent | None:
-        """The common frames, `event: X\ndata: D\n\n` and `data: D\n\n` in LF, or None for the general parser."""
+        """Exactly one frame `event: X\ndata: D\n\n` or `data: D\n\n` in LF, or None for the general parser."""
         try:
             text = raw.decode()
         except UnicodeDecodeError:
             return None
-        if self._styles != _LF:
+        if self._styles != _LF or "\r" in text:
             return None
         end = len(text) - 2
         first = text.find("\n")
@@ -380,7 +386,8 @@ class SSEDecoder:
         if not terminated:
             self._note(notes, Anomaly.UNTERMINATED, offset + len(raw), "stream ended inside this frame")
         if not fields:
-            self.stray_anomalies.extend((code, offset, detail) for code, detail in notes)
+            if notes and len(self.stray_anomalies) < _MAX_LOG:
+                self.stray_anomalies.extend((code, offset, detail) for code, detail in notes)
             return None
         joined = None if data is None else (data[0] if len(data) == 1 else "\n".join(data))
         if joined is None:

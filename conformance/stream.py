@@ -1,8 +1,9 @@
 """StreamReader: SSE decoding, JSON, schema validation, the streaming grammar and timing, chunk by chunk.
 
 This is the hot path of the load tests, so it does one pass per event and keeps nothing it was not asked
-to keep: with keep_events=False no event or payload outlives its feed() call. Schema validation takes the
-compiled validator's fast `is_valid` path and asks for the (slower) error list only when it fails.
+to keep: with keep_events=False no event or payload outlives its feed() call (only the accumulated message
+and the timings grow with the stream). Schema validation takes the compiled validator's fast `is_valid` path
+and asks for the (slower) error list only when it fails.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ __all__ = ["Flavour", "StreamReader", "StreamResult", "StreamTimings", "parse_js
 Flavour = Literal["anthropic", "openai"]
 
 _SCHEMAS: dict[str, str] = {"anthropic": "anthropic/stream-event", "openai": "openai/chat-completion-chunk"}
-_IGNORED_STRAY: dict[str, frozenset[Anomaly]] = {
-    "anthropic": frozenset(),
-    "openai": frozenset({Anomaly.NO_EVENT_FIELD}),
-}
 
 
 # json.loads wraps the C scanner in three Python calls that cost as much as the scan; the hot path calls the
@@ -133,8 +130,9 @@ class StreamReader:
         if self._first_byte is None:
             self._first_byte = t
         decoder = self._decoder
-        for event in decoder.feed(chunk, t):
-            self._event(event)
+        events = decoder.feed(chunk, t)
+        if events:
+            self._take(events)
         if len(decoder.stray_anomalies) != self._strays:
             self._report_strays()
 
@@ -143,8 +141,7 @@ class StreamReader:
         if self._result is not None:
             return self._result
         decoder = self._decoder
-        for event in decoder.close(t):
-            self._event(event)
+        self._take(decoder.close(t))
         if len(decoder.stray_anomalies) != self._strays:
             self._report_strays()
         grammar = self._grammar
@@ -178,32 +175,47 @@ class StreamReader:
         )
         return self._result
 
-    def _event(self, event: SSEEvent) -> None:
-        data = event.data
-        payload = None if data is None else parse_json(data)
-        count = self._count = self._count + 1
+    def _take(self, events: list[SSEEvent]) -> None:
+        """JSON, grammar, timing and schema for each event: the hot loop, so locals and no helper calls."""
         grammar = self._grammar
-        if count <= self.max_events:
-            if self.keep_events:
-                self._events.append(event)
-                self._payloads.append(payload)
-        elif count == self.max_events + 1:
-            grammar.report(
-                "too-many-events",
-                f"more than {self.max_events} events; later ones are checked and counted but not kept",
-                event.index,
-            )
-        before = grammar.content_deltas
-        grammar.feed(event, payload)
-        if grammar.content_deltas != before:
-            t = event.t_end
-            if self._first_content is None:
-                self._first_content = t
-            elif count <= self.max_events:
-                self._gaps.append(t - self._last_content)
-            self._last_content = t
-        if self._is_valid is not None and type(payload) is dict and not self._is_valid(payload):
-            self._schema_errors(payload, event.index)
+        is_valid = self._is_valid
+        keep = self.keep_events
+        limit = self.max_events
+        scan = _scan_json
+        for event in events:
+            data = event.data
+            payload: object = None
+            if data is not None:
+                try:
+                    payload, end = scan(data, 0)
+                    if end != len(data) and data[end:].strip(_JSON_SPACE):
+                        payload = NOT_JSON
+                except (StopIteration, ValueError, RecursionError):
+                    payload = parse_json(data)
+            count = self._count = self._count + 1
+            if count <= limit:
+                if keep:
+                    self._events.append(event)
+                    self._payloads.append(payload)
+            elif count == limit + 1:
+                grammar.report(
+                    "too-many-events",
+                    f"more than {limit} events; later ones are checked and counted but not kept",
+                    event.index,
+                )
+            before = grammar.content_deltas
+            grammar.feed(event, payload)
+            if grammar.content_deltas != before:
+                self._content(event.t_end, count <= limit)
+            if is_valid is not None and type(payload) is dict and not is_valid(payload):
+                self._schema_errors(payload, event.index)
+
+    def _content(self, t: float, keep_gap: bool) -> None:
+        if self._first_content is None:
+            self._first_content = t
+        elif keep_gap:
+            self._gaps.append(t - self._last_content)
+        self._last_content = t
 
     def _schema_errors(self, payload: dict[str, Any], index: int) -> None:
         # Shapes the grammar names better are left to it: a missing `type` (Anthropic) or an in-stream
@@ -220,9 +232,8 @@ class StreamReader:
             self._grammar.report("schema-violation", f"{what}: {error.describe()}", index)
 
     def _report_strays(self) -> None:
+        # Anomalies in comment-only frames belong to no event, so they carry no event index.
         strays = self._decoder.stray_anomalies
-        ignored = _IGNORED_STRAY[self.flavour]
         for code, offset, detail in strays[self._strays :]:
-            if code not in ignored:
-                self._grammar.report(code.value, f"{detail} (comment-only frame at byte {offset})", None)
+            self._grammar.report(code.value, f"{detail} (comment-only frame at byte {offset})", None)
         self._strays = len(strays)

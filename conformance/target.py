@@ -14,7 +14,7 @@ AuthScheme = Literal["x-api-key", "bearer"]
 AUTH_SCHEMES: tuple[str, ...] = get_args(AuthScheme)
 KEY_ENV_VARS = ("GATEWAY_API_KEY", "ANTHROPIC_API_KEY")
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 MASK = "***"
 # What a reproduction line says instead of the key: the user's shell fills it in.
 KEY_PLACEHOLDER = "$GATEWAY_API_KEY"

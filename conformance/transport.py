@@ -17,7 +17,8 @@ READ_CHUNK = 64 * 1024
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "text/event-stream"
+    media_type: str = response.headers.get("content-type", "")
+    return media_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
 class Transport:

@@ -29,8 +29,9 @@ def test_check_without_url_passes_against_the_embedded_gateway(tmp_path: Path) -
 
 
 def test_check_against_a_fault_exits_1_with_a_specific_report(tmp_path: Path) -> None:
-    result = conformance("check", "--max-examples", "2", "--report-dir", "out", "--fault", "noncontiguous-indices",
-                         cwd=tmp_path)
+    result = conformance(
+        "check", "--max-examples", "2", "--report-dir", "out", "--fault", "noncontiguous-indices", cwd=tmp_path
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads((tmp_path / "out" / "conformance.json").read_text())
     failed = {c["id"] for c in report["checks"] if c["outcome"] == "failed"}

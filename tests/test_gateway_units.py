@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -201,6 +202,12 @@ def test_fault_registry_is_data_with_section_7_items() -> None:
     assert all(1 <= fault.item <= 20 and fault.summary for fault in FAULTS.values())
     listing = describe_faults().splitlines()
     assert len(listing) == len(FAULTS) and all("section 7 item" in line for line in listing)
+
+
+def test_every_fault_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "reference-gateway.md").read_text()
+    for fault in FAULTS.values():
+        assert f"| `{fault.name}` | {fault.item} |" in doc, fault.name
 
 
 def test_config_rejects_unknown_faults_and_nonsense() -> None:

@@ -19,7 +19,9 @@ def run_suite(
     report_dir = pytester.path / "report"
     monkeypatch.setenv("GATEWAY_API_KEY", gateway.api_key)
     result = pytester.runpytest(*SUITE, "--gateway-url", gateway.url, "--report-dir", str(report_dir), *args)
-    report = json.loads((report_dir / "conformance.json").read_text()) if (report_dir / "conformance.json").exists() else {}
+    report = (
+        json.loads((report_dir / "conformance.json").read_text()) if (report_dir / "conformance.json").exists() else {}
+    )
     return result, report
 
 
@@ -48,7 +50,9 @@ def test_deviant_gateway_fails_with_the_specific_check(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert report["verdict"] == "non-conformant"
     assert "stream_ends_with_message_stop" in failed_checks(report)
-    finding = next(c for c in report["checks"] if c["id"] == "stream_ends_with_message_stop" and c["outcome"] == "failed")
+    finding = next(
+        c for c in report["checks"] if c["id"] == "stream_ends_with_message_stop" and c["outcome"] == "failed"
+    )
     assert "message_stop" in finding["message"]
     assert finding["reproduce"].startswith("curl ")
     assert finding["section"] == "3.2"
@@ -117,12 +121,21 @@ def test_the_plugin_is_inert_in_other_test_runs(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=1)
 
 
-def test_unreachable_gateway_is_reported_not_crashed(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_gateway_is_reported_not_crashed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GATEWAY_API_KEY", "k")
     report_dir = pytester.path / "r"
     result = pytester.runpytest(
-        *SUITE, "--gateway-url", "http://127.0.0.1:9", "--report-dir", str(report_dir), "--connect-timeout", "1",
-        "--checks", "messages",
+        *SUITE,
+        "--gateway-url",
+        "http://127.0.0.1:9",
+        "--report-dir",
+        str(report_dir),
+        "--connect-timeout",
+        "1",
+        "--checks",
+        "messages",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = json.loads(Path(report_dir / "conformance.json").read_text())

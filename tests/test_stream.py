@@ -275,9 +275,8 @@ def test_parse_json_matches_json_loads_and_never_raises(data: str, expected: obj
 def test_deeply_nested_data_is_reported_not_raised() -> None:
     deep = "[" * 50_000 + "]" * 50_000
     partial = json.dumps("[" * 50_000)
-    body = (
-        f"event: ping\ndata: {deep}\n\n"
-        + (TRANSCRIPTS / "anthropic/tool_use.sse").read_text().replace('"partial_json":""', f'"partial_json":{partial}')
+    body = f"event: ping\ndata: {deep}\n\n" + (TRANSCRIPTS / "anthropic/tool_use.sse").read_text().replace(
+        '"partial_json":""', f'"partial_json":{partial}'
     )
     reader = StreamReader("anthropic", t_start=0.0)
     reader.feed(body.encode(), 0.1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conformance.exchange import Exchange
@@ -21,6 +21,8 @@ class CheckContext:
     probe: Probe
     exchanges: Mapping[str, Exchange]
     target: Target
+    # What steps that are not plain HTTP produced, e.g. an official SDK's outcome, by step role.
+    observations: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def exchange(self) -> Exchange:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from conformance.checks._helpers import blocks, expect_status, json_body, reply_text, success_body, validate
 from conformance.checks.context import CheckContext
 from conformance.checks.registry import check
-from conformance.failures import Failure, MissingHeader, NotApplicable, SecretLeak
 from conformance.exchange import WRONG_KEY
+from conformance.failures import Failure, MissingHeader, NotApplicable, SecretLeak
 
 STOP_REASONS = (
     "end_turn",

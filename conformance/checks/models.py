@@ -27,12 +27,12 @@ def models_paging(ctx: CheckContext) -> None:
         raise Failure("data is not an array")
     if len(data) > 1:
         raise Failure(f"limit=1 returned {len(data)} models")
-    if data and isinstance(data[0], dict):
-        if body.get("first_id") != data[0].get("id") or body.get("last_id") != data[-1].get("id"):
-            raise Failure(
-                f"first_id/last_id are {body.get('first_id')!r}/{body.get('last_id')!r}, "
-                f"expected the page's model id {data[0].get('id')!r}"
-            )
+    ends = (data[0].get("id"), data[-1].get("id")) if data and isinstance(data[0], dict) else None
+    if ends is not None and (body.get("first_id"), body.get("last_id")) != ends:
+        raise Failure(
+            f"first_id/last_id are {body.get('first_id')!r}/{body.get('last_id')!r}, "
+            f"expected the page's model id {data[0].get('id')!r}"
+        )
 
 
 @check(severity="must", area="models", section="5.2")

@@ -67,6 +67,7 @@ def select_checks(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> f
 def load_all() -> None:
     """Import every check module so that their checks are registered."""
     from conformance.checks import (  # noqa: F401
+        compat,
         errors,
         messages,
         models,

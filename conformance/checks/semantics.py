@@ -161,7 +161,7 @@ def count_tokens_agrees_with_usage(ctx: CheckContext) -> None:
     count = counted.get("input_tokens") if isinstance(counted, dict) else None
     usage = served.get("usage") if isinstance(served, dict) else None
     used = usage.get("input_tokens") if isinstance(usage, dict) else None
-    if not isinstance(count, int) or not isinstance(used, int):
+    if not isinstance(count, int) or not isinstance(usage, dict) or not isinstance(used, int):
         raise NotApplicable("a count is missing (see the schema checks)")
     cached = sum(usage.get(k) or 0 for k in ("cache_creation_input_tokens", "cache_read_input_tokens"))
     total = used + cached

@@ -43,6 +43,7 @@ log = logging.getLogger("conformance.gateway")
 _CUT_MESSAGE = "ASGI callable returned without completing response."
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _JSON = (b"content-type", b"application/json")
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
@@ -51,6 +52,10 @@ class _QuietStreamCuts(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != _CUT_MESSAGE
+
+
+# One instance: Logger.addFilter ignores a filter it already has, so starting many gateways adds it once.
+_QUIET_STREAM_CUTS = _QuietStreamCuts()
 
 
 class GatewayStats:
@@ -186,7 +191,7 @@ class GatewayApp:
         # Compile the schemas now, not on the first request.
         for name in ("anthropic/messages-request", "anthropic/count-tokens-request", "openai/chat-completion-request"):
             validator(name)
-        logging.getLogger("uvicorn.error").addFilter(_QuietStreamCuts())
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_STREAM_CUTS)
 
     # ------------------------------------------------------------------ ASGI entry point
 
@@ -256,8 +261,9 @@ class GatewayApp:
 
     async def _start(self, exchange: _Exchange, send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         exchange.status = status
-        key = str(status)
-        self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
+        if exchange.flavour != "internal":
+            key = str(status)
+            self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
         await send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def _json(
@@ -268,7 +274,7 @@ class GatewayApp:
         payload: object,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _encode(payload).encode()
         headers = self._base_headers(exchange)
         headers += [_JSON, (b"content-length", str(len(body)).encode())]
         if extra:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from conformance.gateway.messages import FINAL, IMMEDIATE, TOKEN, Frame
@@ -14,8 +14,9 @@ __all__ = ["chunk_frames", "completion_json", "prompt_from_chat"]
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# One encoder, built once: json.dumps with non-default options builds a new encoder on every call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, in C
 
 
 def _text_of(content: object) -> str | None:
@@ -136,7 +137,7 @@ def chunk_frames(
     call_index = 0
     for block in reply.blocks:
         if isinstance(block, TextBlock):
-            frames.extend((chunk(f'{{"content":{_dumps(piece)}}}'), TOKEN) for piece in block.pieces)
+            frames.extend((chunk(f'{{"content":{_quote(piece)}}}'), TOKEN) for piece in block.pieces)
         elif isinstance(block, ToolUseBlock):
             opening = {
                 "tool_calls": [
@@ -151,7 +152,7 @@ def chunk_frames(
             frames.append((chunk(_dumps(opening)), IMMEDIATE))
             frames.extend(
                 (
-                    chunk(f'{{"tool_calls":[{{"index":{call_index},"function":{{"arguments":{_dumps(piece)}}}}}]}}'),
+                    chunk(f'{{"tool_calls":[{{"index":{call_index},"function":{{"arguments":{_quote(piece)}}}}}]}}'),
                     TOKEN,
                 )
                 for piece in block.pieces

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,8 +26,9 @@ IMMEDIATE, TOKEN, FINAL = 0, 1, 2
 Frame = tuple[bytes, int]
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# One encoder, built once: json.dumps with non-default options builds a new encoder on every call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, in C
 
 
 def _text_of(content: object) -> str | None:
@@ -177,14 +178,14 @@ def stream_frames(
                 frames.append((b"event: content_block_delta\n\n", IMMEDIATE))
         if isinstance(block, TextBlock):
             frames.extend(
-                (frame("content_block_delta", f'{head}{{"type":"text_delta","text":{_dumps(piece)}}}}}'), TOKEN)
+                (frame("content_block_delta", f'{head}{{"type":"text_delta","text":{_quote(piece)}}}}}'), TOKEN)
                 for piece in block.pieces
             )
         elif isinstance(block, ThinkingBlock):
             if block.thinking:
                 frames.extend(
                     (
-                        frame("content_block_delta", f'{head}{{"type":"thinking_delta","thinking":{_dumps(piece)}}}}}'),
+                        frame("content_block_delta", f'{head}{{"type":"thinking_delta","thinking":{_quote(piece)}}}}}'),
                         TOKEN,
                     )
                     for piece in block.pieces
@@ -198,7 +199,7 @@ def stream_frames(
             frames.extend(
                 (
                     frame(
-                        "content_block_delta", f'{head}{{"type":"input_json_delta","partial_json":{_dumps(piece)}}}}}'
+                        "content_block_delta", f'{head}{{"type":"input_json_delta","partial_json":{_quote(piece)}}}}}'
                     ),
                     TOKEN,
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -40,17 +41,13 @@ _THOUGHT = "I will answer the user's last message directly."
 _TOOL_THOUGHT = "I should call the {name} tool."
 _TOOL_PREFACE = "I'll use the {name} tool."
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# base64 without its two symbols, so ids stay alphanumeric like the API's (a slight bias is harmless here).
+_ALPHANUMERIC = bytes.maketrans(b"+/", b"xz")
 
 
 def new_id(prefix: str) -> str:
-    """A random id in the API's style: prefix + "01" + 22 base62 characters (e.g. msg_01..., toolu_01...)."""
-    number = int.from_bytes(os.urandom(17), "big")
-    chars = []
-    for _ in range(22):
-        number, digit = divmod(number, 62)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}01{''.join(chars)}"
+    """A random id in the API's style: prefix + "01" + 22 alphanumeric characters (e.g. msg_01..., toolu_01...)."""
+    return prefix + "01" + binascii.b2a_base64(os.urandom(17), newline=False)[:22].translate(_ALPHANUMERIC).decode()
 
 
 @dataclass(frozen=True, slots=True)
