@@ -150,20 +150,33 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
     return run
 
 
-def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    run = config.stash.get(RUN_KEY, None)
-    if run is None:
-        return None
-    from conformance.probes import PROBES
-
-    probes = run.selected(PROBES)
-    planned = sum(p.request_count for p in probes)
-    key = "set" if run.target.api_key is not None else "NOT set (GATEWAY_API_KEY / ANTHROPIC_API_KEY)"
-    return [
-        f"gateway: {run.target.base_url}  model: {run.target.model}  auth: {run.target.auth}  key: {key}",
-        f"checks: {len(run.enabled)} enabled; about {planned} probe requests plus "
-        f"{config.option.max_examples} Hypothesis examples per property test",
+def planned_requests(config: pytest.Config, items: list[pytest.Item]) -> str:
+    """What the run will send, said before it sends anything (every request may cost money)."""
+    run = config.stash[RUN_KEY]
+    probes = [
+        item.callspec.params["probe"] for item in items if hasattr(item, "callspec") and "probe" in item.callspec.params
     ]
+    probe_requests = sum(p.request_count for p in probes)
+    properties = sum(1 for item in items if item.name.startswith(("test_valid_requests", "test_invalid_requests")))
+    examples = properties * config.option.max_examples
+    burst = config.option.probe_rate_limit
+    total = probe_requests + examples + burst
+    key = "key set" if run.target.api_key is not None else "NO KEY (set GATEWAY_API_KEY or ANTHROPIC_API_KEY)"
+    return (
+        f"gateway {run.target.base_url} · model {run.target.model} · auth {run.target.auth} · {key}\n"
+        f"plan: about {total} requests ({probe_requests} for {len(probes)} probes, {examples} property examples"
+        f"{f', up to {burst} to provoke a 429' if burst else ''}); 429/529 are retried up to twice; "
+        "max_tokens is at most 64, except 2048 for the thinking probes"
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if RUN_KEY not in session.config.stash:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for line in planned_requests(session.config, session.items).splitlines():
+            reporter.write_line(line)
 
 
 def _report_dir(config: pytest.Config) -> Path:

@@ -106,7 +106,9 @@ class Transport:
                 status = response.status_code
                 headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw)
                 if _is_event_stream(response) or (spec.stream and 200 <= status < 300):
-                    reader = StreamReader(spec.flavour, t_start=t0, max_events=limits.max_events)
+                    reader = StreamReader(
+                        spec.flavour, t_start=t0, max_events=limits.max_events, expect_usage=_asks_usage(spec)
+                    )
                 # From here on the read timeout bounds the silence between chunks, not the wait for headers.
                 timeout_ext = request.extensions.get("timeout")
                 if isinstance(timeout_ext, dict):
@@ -157,6 +159,13 @@ class Transport:
             error=error,
             timings=Timings(ttfb=ttfb, total=t_end - t0),
         )
+
+
+def _asks_usage(spec: RequestSpec) -> bool:
+    """Whether an OpenAI request asked for the final usage chunk (stream_options.include_usage)."""
+    body = spec.json if isinstance(spec.json, dict) else {}
+    options = body.get("stream_options")
+    return spec.flavour == "openai" and isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _error_kind(exc: httpx.HTTPError, status: int | None) -> str:

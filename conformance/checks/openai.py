@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.checks._helpers import expect_status, json_body, success_body, validate
 from conformance.checks.context import CheckContext
 from conformance.checks.registry import check
+from conformance.checks.streaming import listing
 from conformance.failures import Failure, NotApplicable, StreamViolation, WrongErrorEnvelope
 
 
@@ -33,7 +34,7 @@ def openai_stream_grammar(ctx: CheckContext) -> None:
     stream = _stream(ctx)
     found = [v for v in stream.violations if v.code not in ("missing-done", "missing-usage-chunk")]
     if found:
-        raise StreamViolation(_listing(found))
+        raise StreamViolation(listing(found))
 
 
 @check(severity="must", area="openai", section="6.4")
@@ -50,7 +51,7 @@ def openai_stream_usage_chunk(ctx: CheckContext) -> None:
     stream = _stream(ctx)
     found = [v for v in stream.violations if "usage" in v.code]
     if found:
-        raise StreamViolation(_listing(found))
+        raise StreamViolation(listing(found))
     usage = stream.message.get("usage")
     if not isinstance(usage, dict) or not isinstance(usage.get("completion_tokens"), int):
         raise StreamViolation(f"include_usage was set but no usage arrived (got {usage!r})")
@@ -66,8 +67,3 @@ def openai_error_envelope(ctx: CheckContext) -> None:
         validate(body, "openai/error", "the error body")
     except Failure as failure:
         raise WrongErrorEnvelope(failure.message) from None
-
-
-def _listing(violations) -> str:  # type: ignore[no-untyped-def]
-    shown = "; ".join(f"[event {v.event_index}] {v.code}: {v.message}" for v in violations[:8])
-    return shown + (f" (+{len(violations) - 8} more)" if len(violations) > 8 else "")
