@@ -3,7 +3,7 @@
 A fixture file is what `curl -sS -i` printed, optionally wrapped in `#` comment lines (the format of the
 LiteLLM captures in /work/shared/gateways/litellm/samples/ and of tests/fixtures/http/, see its README):
 
-    ### request: POST /v1/messages                <- comment block: `#` lines before the status line
+    ### probe request: POST /v1/messages ...      <- comment block: `#` lines before the status line
     ### curl exit: 0
     HTTP/1.1 200 OK                               <- status line, CRLF or LF
     content-type: application/json                <- headers as received, in order, duplicates kept
@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import httpx2
 import respx
 
 from conformance.exchange import Exchange, RequestSpec
@@ -36,9 +39,13 @@ from conformance.probes import Probe, basic_body, post_messages
 from conformance.target import Target
 from conformance.transport import Transport
 
+if TYPE_CHECKING:
+    from conformance.sdk import SdkCall
+
 __all__ = [
     "CUT_EXITS",
     "FIXTURES",
+    "FIXTURE_MODEL",
     "Recorded",
     "Replayer",
     "fixture",
@@ -51,6 +58,8 @@ __all__ = [
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "http"
+# The model the fixtures were recorded with (it is in every request body, hence in every request digest).
+FIXTURE_MODEL = "claude-sonnet-4-6"
 # curl exit codes for a transfer cut short: 18 partial file, 56 failure receiving, 92 HTTP/2 stream error.
 CUT_EXITS = frozenset({18, 56, 92})
 # Framing headers: the replayed httpx.Response frames its own body.
@@ -254,7 +263,7 @@ def fixture(name: str) -> Recorded:
 
 
 def request_digest(spec: RequestSpec) -> str:
-    """What a fixture's `### request:` comment says: method, path and the sha256 of the exact body bytes."""
+    """What a fixture's `### probe request:` comment says: method, path and the sha256 of the exact body bytes."""
     body = spec.body_bytes() or b""
     return f"{spec.method} {spec.path} sha256:{hashlib.sha256(body).hexdigest()[:16]}"
 
@@ -294,7 +303,7 @@ class Replayer:
     def send(self, spec: RequestSpec, recorded: Recorded) -> Exchange:
         """Send one request; respx answers it with the recorded response."""
         if self.check_request:
-            recorded_for = recorded.comment("request")
+            recorded_for = recorded.comment("probe request")
             if recorded_for is not None and recorded_for != request_digest(spec):
                 raise AssertionError(
                     f"{recorded.source} was recorded for {recorded_for!r}, "
@@ -311,20 +320,97 @@ class Replayer:
         self.sent.append(exchange)
         return exchange
 
-    def send_steps(self, probe: Probe, recorded: dict[str, Recorded]) -> dict[str, Exchange]:
-        """A probe's steps in order, as ConformanceRun.send does; every step sent must have a recording."""
+    def send_steps(
+        self, probe: Probe, recorded: Mapping[str, Recorded | Sequence[Recorded]]
+    ) -> tuple[dict[str, Exchange], dict[str, Any]]:
+        """A probe's steps in order, as ConformanceRun.send does: (exchanges, observations of SDK steps).
+
+        Every step sent must have a recording; an SDK step has the list of responses its requests get, in order.
+        """
+        from conformance.sdk import SdkCall
+
         exchanges: dict[str, Exchange] = {}
+        observations: dict[str, Any] = {}
         for role, build in probe.steps:
-            spec = build(self.target, exchanges)
-            if spec is None:
+            step = build(self.target, exchanges)
+            if step is None:
                 continue
             if role not in recorded:
                 raise AssertionError(f"probe {probe.id} sends step {role!r} but no recording was given for it")
-            exchanges[role] = self.send(spec, recorded[role])
-        unused = set(recorded) - set(exchanges)
+            given = recorded[role]
+            if isinstance(step, SdkCall):
+                observations[role] = self.run_sdk(step, [given] if isinstance(given, Recorded) else list(given))
+            else:
+                if not isinstance(given, Recorded):
+                    raise AssertionError(f"step {role!r} of probe {probe.id} is one request: give one recording")
+                exchanges[role] = self.send(step, given)
+        unused = set(recorded) - set(exchanges) - set(observations)
         if unused:
             raise AssertionError(f"probe {probe.id} did not send step(s) {sorted(unused)} that have recordings")
-        return exchanges
+        return exchanges, observations
+
+    def run_sdk(self, call: SdkCall, recordings: Sequence[Recorded]) -> Any:
+        """Run an official-SDK scenario with respx answering its requests from the recordings, in order."""
+        queue = list(recordings)
+        problems: list[str] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            if not queue:
+                problems.append(f"unexpected request {request.method} {request.url}")
+                return httpx.Response(599)
+            recorded = queue.pop(0)
+            expected = (recorded.comment("probe request") or "").split()[:2]
+            seen = [request.method, request.url.raw_path.decode()]
+            if expected and expected != seen:
+                problems.append(f"{recorded.source} answers {' '.join(expected)}, the SDK sent {' '.join(seen)}")
+            return recorded.to_response()
+
+        router = respx.MockRouter(assert_all_called=True, assert_all_mocked=True)
+        route = router.route(url__startswith=self.target.base_url + "/").mock(side_effect=answer)
+        with _httpx2_through(router.handler):
+            outcome = call.execute(self.target)
+        if problems or queue:
+            raise AssertionError("; ".join(problems) or f"the SDK left {len(queue)} recording(s) unused")
+        if route.call_count != len(recordings):
+            raise AssertionError(f"respx answered {route.call_count} SDK requests, expected {len(recordings)}")
+        return outcome
+
+
+@contextmanager
+def _httpx2_through(handler: Callable[[httpx.Request], httpx.Response]) -> Iterator[None]:
+    """Route httpx2 (the official SDKs' HTTP client since anthropic 2 / openai 3) through a respx handler.
+
+    respx patches httpcore, which httpx2 does not use (it has httpcore2), so the SDKs' transport is patched here,
+    at the same level: each httpx2 request becomes an httpx request for respx, its answer an httpx2 response.
+    """
+
+    def handle_request(self: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+        bridged = httpx.Request(request.method, str(request.url), headers=request.headers.raw, content=request.read())
+        response = handler(bridged)
+        return httpx2.Response(response.status_code, headers=response.headers.raw, stream=_Httpx2Stream(response))
+
+    original = httpx2.HTTPTransport.handle_request
+    httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        httpx2.HTTPTransport.handle_request = original  # type: ignore[method-assign]
+
+
+class _Httpx2Stream(httpx2.SyncByteStream):
+    """An httpx response body as an httpx2 byte stream; a cut body raises httpx2's RemoteProtocolError."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.iter_raw()
+        except httpx.RemoteProtocolError as exc:
+            raise httpx2.RemoteProtocolError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._response.close()
 
 
 # Scenarios the suite builds outside conformance.probes.PROBES (conformance/suites/test_rate_limits.py and
