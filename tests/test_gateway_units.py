@@ -218,4 +218,4 @@ def test_config_rejects_unknown_faults_and_nonsense() -> None:
     with pytest.raises(HarnessError):
         GatewayConfig(rate_limit_rpm=0)
     config, made_up = GatewayConfig(api_key=None).with_key()
-    assert made_up and config.api_key and config.api_key.startswith("sk-ant-ref-")
+    assert made_up and config.api_key and config.api_key.startswith("sk-ref-")
