@@ -13,7 +13,6 @@ from conformance.exchange import CREDENTIAL_HEADERS, WRONG_KEY, Exchange, Reques
 from conformance.target import MASK, Target
 
 USER_AGENT = f"gateway-conformance/{__version__}"
-READ_CHUNK = 64 * 1024
 
 
 def _is_event_stream(response: httpx.Response) -> bool:
@@ -113,7 +112,9 @@ class Transport:
                 timeout_ext = request.extensions.get("timeout")
                 if isinstance(timeout_ext, dict):
                     timeout_ext["read"] = min(timeouts.idle, max(deadline - time.perf_counter(), 0.001))
-                for chunk in response.iter_bytes(READ_CHUNK):
+                # No chunk size: a sized iterator holds bytes back until it fills, which would both hide a cut
+                # stream's last events and flatten every arrival time (TTFT, ITL) into the total.
+                for chunk in response.iter_bytes():
                     now = time.perf_counter()
                     if ttfb is None:
                         ttfb = now - t0

@@ -106,6 +106,15 @@ class Budget:
             self.tokens_used += reserved_tokens
         self._maybe_announce()
 
+    def hold(self) -> None:
+        """Count a request as in flight while it waits to retry, so the run does not end under it."""
+        self.in_flight += 1
+
+    def release(self) -> None:
+        """The end of a hold()."""
+        self.in_flight -= 1
+        self._maybe_announce()
+
     def _maybe_announce(self) -> None:
         if self.spent and self.in_flight == 0 and not self._announced:
             self._announced = True

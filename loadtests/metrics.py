@@ -248,7 +248,8 @@ class Metrics:
         if sample.rate_limited:
             self.rate_limited += sample.rate_limited
             self.requests_rate_limited += 1
-            h["wait_429"].add(sample.waited_ms)
+            if sample.waited_ms > 0:
+                h["wait_429"].add(sample.waited_ms)
 
     def count(self, name: str, n: int = 1) -> None:
         """Bump a free-form counter."""

@@ -24,7 +24,15 @@ from conformance.target import Secret, mask_secrets
 
 from loadtests.metrics import truncation_cause
 
-__all__ = ["GatewayFailure", "Outcome", "judge_body", "judge_status", "judge_stream", "judge_transport"]
+__all__ = [
+    "GatewayFailure",
+    "Outcome",
+    "body_validator",
+    "judge_body",
+    "judge_status",
+    "judge_stream",
+    "judge_transport",
+]
 
 _BODY_SCHEMAS = {"anthropic": "anthropic/message", "openai": "openai/chat-completion"}
 _DETAIL_LIMIT = 300

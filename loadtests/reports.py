@@ -14,7 +14,7 @@ from conformance.target import Secret, mask_secrets
 
 from loadtests.metrics import HISTOGRAMS, PERCENTILES
 
-__all__ = ["console_text", "csv_text", "html_page", "latency_rows", "failure_rows", "write_reports"]
+__all__ = ["console_text", "csv_text", "failure_rows", "html_page", "latency_rows", "write_reports"]
 
 _STAT_COLUMNS = ("count", "mean", "min", *(f"p{round(q * 100)}" for q in PERCENTILES), "max")
 
@@ -33,7 +33,8 @@ def latency_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 def failure_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per failure kind, then one per truncation cause, with counts and shares of requests."""
     requests = summary.get("requests") or 0
-    rows = []
+    failed = summary.get("failed") or 0
+    rows = [{"kind": "all failed requests", "count": failed, "share": _share(failed, requests)}]
     for kind, n in summary.get("failures", {}).items():
         rows.append({"kind": kind, "count": n, "share": _share(n, requests)})
     streams = summary.get("streams", {})
@@ -81,7 +82,7 @@ def console_text(report: Mapping[str, Any]) -> str:
         )
     if report.get("ratelimit_verdict"):
         lines.append(f"  retry-after verdict: {report['ratelimit_verdict']}")
-    breaches = report.get("breaches", [])
+    breaches = report.get("breaches") or []
     if breaches:
         lines.append(f"GATE FAILED ({len(breaches)} threshold(s) breached):")
         lines += [f"  - {b['message']}" for b in breaches]
@@ -100,7 +101,7 @@ def csv_text(report: Mapping[str, Any]) -> str:
         writer.writerow(["latency", row["metric"], row["unit"], *(_csv(row[c]) for c in _STAT_COLUMNS), ""])
     for row in failure_rows(summary):
         writer.writerow(["failures", row["kind"], "", row["count"], *[""] * (len(_STAT_COLUMNS) - 1), row["share"]])
-    for breach in report.get("breaches", []):
+    for breach in report.get("breaches") or []:
         writer.writerow(["breach", breach["name"], "", "", *[""] * (len(_STAT_COLUMNS) - 1), breach["message"]])
     return out.getvalue()
 

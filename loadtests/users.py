@@ -73,7 +73,7 @@ class GatewayUser(FastHttpUser):
         run = current_run(environment)
         if run is None:
             raise RuntimeError("loadtests.plugin is not loaded: import it in the locustfile")
-        self.run = run
+        self.load = run
         settings = run.settings
         self._request_event = environment.events.request
         self._clients: dict[str, Any] = {}
@@ -91,14 +91,14 @@ class GatewayUser(FastHttpUser):
 
     def wait_time(self) -> float:
         """Until this user's next scheduled send (or a short idle when the run has nothing more for it)."""
-        if self.run.phase != "run" or self.run.budget.spent:
+        if self.load.phase != "run" or self.load.budget.spent:
             return _IDLE_S
         return self.pacer.delay()
 
     @task
     def send_next(self) -> None:
         """One logical request of the mix (or, in the ratelimit scenario's grading phase, the honesty probes)."""
-        run = self.run
+        run = self.load
         if run.phase == "probe":
             if self._prober or run.claim_prober():
                 self._prober = True
@@ -107,27 +107,28 @@ class GatewayUser(FastHttpUser):
         if run.phase != "run" or run.budget.spent:
             return
         kind = self._kinds[0] if len(self._kinds) == 1 else random.choices(self._kinds, self._weights)[0]
-        self.request(run.requests[kind], self.pacer.take())
+        self.send_request(run.requests[kind], self.pacer.take())
 
     # ------------------------------------------------------------------ one logical request
 
-    def request(self, prepared: PreparedRequest, origin: float) -> Sample | None:
+    def send_request(self, prepared: PreparedRequest, origin: float) -> Sample | None:
         """Send one logical request whose latency counts from `origin`; retries 429s as the SDKs do."""
-        run = self.run
+        run = self.load
         settings = run.settings
         attempts = 0
         rate_limited = 0
         waited = 0.0
         lag: float | None = None
+        budget = run.budget
+        if not budget.acquire(prepared.reserve_tokens):
+            return None
         while True:
-            if not run.budget.acquire(prepared.reserve_tokens):
-                return None
             attempts += 1
             outcome, sample, wire = self._attempt(prepared, origin)
-            run.budget.settle(prepared.reserve_tokens, _used_tokens(outcome, wire))
             if lag is None:
                 lag = sample.send_lag_ms
             if wire.status != 429:
+                budget.settle(prepared.reserve_tokens, _used_tokens(outcome, wire))
                 break
             rate_limited += 1
             grade = grade_retry_after(wire.header)
@@ -135,11 +136,18 @@ class GatewayUser(FastHttpUser):
             if settings.scenario.ramps:
                 run.limited(self.pacer.rate_now())
             if attempts > settings.sdk_retries or run.phase != "run":
+                budget.settle(prepared.reserve_tokens, 0)
                 break
-            delay = sdk_delay(wire.header, attempts - 1)
+            # Still in flight while it waits: the run must not end under a request that will be retried.
+            budget.hold()
+            budget.settle(prepared.reserve_tokens, 0)
             started = time.perf_counter()
-            gevent.sleep(delay)
+            gevent.sleep(sdk_delay(wire.header, attempts - 1))
             waited += time.perf_counter() - started
+            retry = budget.acquire(prepared.reserve_tokens)
+            budget.release()
+            if not retry:
+                break  # the budget is spent: the last 429 is this request's answer
         sample.attempts = attempts
         sample.rate_limited = rate_limited
         sample.waited_ms = waited * 1000.0
@@ -156,7 +164,7 @@ class GatewayUser(FastHttpUser):
 
     def _attempt(self, prepared: PreparedRequest, origin: float) -> tuple[Outcome, Sample, WireResponse]:
         """One HTTP exchange: send, read, judge, fire Locust's request event(s)."""
-        run = self.run
+        run = self.load
         settings = run.settings
         client, uri = self._client(prepared)
         wall = time.time()
@@ -277,7 +285,7 @@ class GatewayUser(FastHttpUser):
 
     def _probe_retry_after(self) -> None:
         """Meet a 429, wait exactly its retry-after, send again: the answer must not be another 429."""
-        run = self.run
+        run = self.load
         prepared = run.requests[self._kinds[0]]
         metrics = run.metrics
         for _round in range(run.settings.honesty_probes):

@@ -306,8 +306,7 @@ class Replayer:
             recorded_for = recorded.comment("probe request")
             if recorded_for is not None and recorded_for != request_digest(spec):
                 raise AssertionError(
-                    f"{recorded.source} was recorded for {recorded_for!r}, "
-                    f"but the probe sends {request_digest(spec)!r}"
+                    f"{recorded.source} was recorded for {recorded_for!r}, but the probe sends {request_digest(spec)!r}"
                 )
         url = self.target.url(spec.path)
         route = self.router.route(method=spec.method, url=url).mock(return_value=recorded.to_response())
@@ -405,7 +404,7 @@ class _Httpx2Stream(httpx2.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from self._response.iter_raw()
+            yield from self._response.stream  # type: ignore[misc]
         except httpx.RemoteProtocolError as exc:
             raise httpx2.RemoteProtocolError(str(exc)) from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.checks.context import CheckContext
 from conformance.checks.registry import check
 from conformance.failures import Failure, NotApplicable
+from conformance.results import Evidence
 from conformance.sdk import SdkOutcome
 
 
@@ -13,7 +14,11 @@ def _outcome(ctx: CheckContext, name: str) -> SdkOutcome:
     if not isinstance(outcome, SdkOutcome):
         raise NotApplicable(f"the SDK call {name} did not run")
     if not outcome.ok:
-        raise Failure(f"the official SDK raised {outcome.summary}")
+        shown = outcome.error or outcome.summary
+        raise Failure(
+            f"the official SDK raised {outcome.summary}",
+            evidence=(Evidence(f"{outcome.call}: {outcome.error_type}", shown, "text"),),
+        )
     return outcome
 
 

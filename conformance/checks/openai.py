@@ -8,6 +8,9 @@ from conformance.checks.registry import check
 from conformance.checks.streaming import listing
 from conformance.failures import Failure, NotApplicable, StreamViolation, WrongErrorEnvelope
 
+# Owned by openai_stream_usage_chunk, so that each finding is reported once.
+USAGE_CODES = frozenset({"usage-chunk-has-choices", "usage-before-finish", "usage-repeated", "missing-usage-chunk"})
+
 
 @check(severity="must", area="openai", section="6.2")
 def openai_status_is_success(ctx: CheckContext) -> None:
@@ -32,7 +35,7 @@ def _stream(ctx: CheckContext):  # type: ignore[no-untyped-def]
 def openai_stream_grammar(ctx: CheckContext) -> None:
     """Chunks match the chunk schema, share id and created, and each choice finishes once."""
     stream = _stream(ctx)
-    found = [v for v in stream.violations if v.code not in ("missing-done", "missing-usage-chunk")]
+    found = [v for v in stream.violations if v.code not in (*USAGE_CODES, "missing-done")]
     if found:
         raise StreamViolation(listing(found))
 
@@ -49,7 +52,7 @@ def openai_stream_ends_with_done(ctx: CheckContext) -> None:
 def openai_stream_usage_chunk(ctx: CheckContext) -> None:
     """With include_usage, a final chunk with choices [] carries the usage before [DONE]."""
     stream = _stream(ctx)
-    found = [v for v in stream.violations if "usage" in v.code]
+    found = [v for v in stream.violations if v.code in USAGE_CODES]
     if found:
         raise StreamViolation(listing(found))
     usage = stream.message.get("usage")
@@ -63,6 +66,11 @@ def openai_error_envelope(ctx: CheckContext) -> None:
     exchange = ctx.get("error")
     expect_status(exchange, range(400, 500), "an invalid chat completion request")
     body = json_body(exchange)
+    if isinstance(body, dict) and body.get("type") == "error":
+        raise WrongErrorEnvelope(
+            "an Anthropic-shaped error envelope on the OpenAI endpoint: OpenAI clients read error.code and "
+            f"error.param, which it lacks: {exchange.body_excerpt(300)}"
+        )
     try:
         validate(body, "openai/error", "the error body")
     except Failure as failure:
