@@ -251,14 +251,18 @@ def invalid(mutate: Callable[[dict[str, Any]], None], *, stream: bool = False) -
     return build
 
 
-def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+def set_field(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A mutation that sets one top-level field of a request body."""
+
     def mutate(body: dict[str, Any]) -> None:
         body[key] = value
 
     return mutate
 
 
-def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+def drop_field(key: str) -> Callable[[dict[str, Any]], None]:
+    """A mutation that removes one top-level field of a request body."""
+
     def mutate(body: dict[str, Any]) -> None:
         body.pop(key, None)
 
@@ -564,18 +568,20 @@ PROBES: tuple[Probe, ...] = (
         ("openai_sdk_chat_works",),
         optional=True,
     ),
-    _error_probe("error_missing_max_tokens", "max_tokens is required", invalid(_drop("max_tokens")), (400,)),
-    _error_probe("error_temperature_range", "temperature above 1", invalid(_set("temperature", 1.5)), (400,)),
-    _error_probe("error_top_p_range", "top_p above 1", invalid(_set("top_p", 2)), (400,)),
-    _error_probe("error_top_k_negative", "top_k below 0", invalid(_set("top_k", -1)), (400,)),
+    _error_probe("error_missing_max_tokens", "max_tokens is required", invalid(drop_field("max_tokens")), (400,)),
+    _error_probe("error_temperature_range", "temperature above 1", invalid(set_field("temperature", 1.5)), (400,)),
+    _error_probe("error_top_p_range", "top_p above 1", invalid(set_field("top_p", 2)), (400,)),
+    _error_probe("error_top_k_negative", "top_k below 0", invalid(set_field("top_k", -1)), (400,)),
     _error_probe("error_empty_text_block", "an empty text block", invalid(_empty_text), (400,)),
     _error_probe("error_bad_tool_name", "a tool name with a space", invalid(_bad_tool_name), (400,)),
     _error_probe("error_thinking_budget_small", "budget_tokens below 1024", invalid(_budget(1000, 2048)), (400,)),
     _error_probe(
         "error_thinking_budget_over_max", "budget_tokens not below max_tokens", invalid(_budget(2048, 2048)), (400,)
     ),
-    _error_probe("error_unknown_field", "an unknown top-level field", invalid(_set("not_a_field", True)), (400,)),
-    _error_probe("error_messages_not_array", "messages is not an array", invalid(_set("messages", "hello")), (400,)),
+    _error_probe("error_unknown_field", "an unknown top-level field", invalid(set_field("not_a_field", True)), (400,)),
+    _error_probe(
+        "error_messages_not_array", "messages is not an array", invalid(set_field("messages", "hello")), (400,)
+    ),
     _error_probe(
         "error_malformed_json",
         "a body that is not JSON",
@@ -622,7 +628,7 @@ PROBES: tuple[Probe, ...] = (
         "error_before_stream",
         "streaming",
         "An invalid streaming request: the error comes as a 4xx status, not 200 + an SSE error",
-        (("error", invalid(_drop("max_tokens"), stream=True)),),
+        (("error", invalid(drop_field("max_tokens"), stream=True)),),
         ("error_not_sent_as_stream", *ERROR_CHECKS),
         {"statuses": (400,)},
     ),

@@ -15,6 +15,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from conformance.errors import HarnessError
+from conformance.probes import drop_field as _drop
+from conformance.probes import set_field as _set
 from conformance.schemas import schema
 
 REQUEST_SCHEMA = "anthropic/messages-request"
@@ -99,20 +101,6 @@ class Mutation:
 
     label: str
     apply: Callable[[dict[str, Any]], None]
-
-
-def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def mutate(body: dict[str, Any]) -> None:
-        body[key] = value
-
-    return mutate
-
-
-def _drop(key: str) -> Callable[[dict[str, Any]], None]:
-    def mutate(body: dict[str, Any]) -> None:
-        body.pop(key, None)
-
-    return mutate
 
 
 def _first_user(value: Any) -> Callable[[dict[str, Any]], None]:

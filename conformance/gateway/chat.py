@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from conformance.gateway.messages import FINAL, IMMEDIATE, TOKEN, Frame
+from conformance.gateway.messages import FINAL, IMMEDIATE, TOKEN, Frame, dumps, quote, text_of
 from conformance.gateway.model import Prompt, Reply, TextBlock, ToolSpec, ToolUseBlock
 
 __all__ = ["chunk_frames", "completion_json", "prompt_from_chat"]
@@ -14,28 +13,12 @@ __all__ = ["chunk_frames", "completion_json", "prompt_from_chat"]
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
-# One encoder, built once: json.dumps with non-default options builds a new encoder on every call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, in C
-
-
-def _text_of(content: object) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
-        ]
-        return "\n".join(texts) if texts else None
-    return None
-
-
 def prompt_from_chat(body: Mapping[str, Any], *, drop_stop_sequences: bool = False) -> Prompt:
     """What the model reads from a validated chat completion body."""
     messages = body["messages"]
     prefill = ""
     if messages and messages[-1].get("role") == "assistant":
-        prefill = _text_of(messages[-1].get("content")) or ""
+        prefill = text_of(messages[-1].get("content")) or ""
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
     tools = tuple(
         ToolSpec(str(tool["function"]["name"]), tool["function"].get("parameters") or {"type": "object"})
@@ -55,7 +38,7 @@ def prompt_from_chat(body: Mapping[str, Any], *, drop_stop_sequences: bool = Fal
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return Prompt(
-        last_user_text=_text_of(last_user.get("content")) if last_user else None,
+        last_user_text=text_of(last_user.get("content")) if last_user else None,
         prefill=prefill,
         tools=tools,
         tool_mode=mode,
@@ -126,8 +109,8 @@ def chunk_frames(
     """Every `data:` frame of the streamed completion, ending with `data: [DONE]` (protocol.md 6.3-6.4)."""
     usage_field = ',"usage":null' if include_usage else ""
     head = (
-        f'data: {{"id":{_dumps(completion_id)},"object":"chat.completion.chunk","created":{created},'
-        f'"model":{_dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":'
+        f'data: {{"id":{dumps(completion_id)},"object":"chat.completion.chunk","created":{created},'
+        f'"model":{dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":'
     )
 
     def chunk(delta: str, finish: str = "null") -> bytes:
@@ -137,7 +120,7 @@ def chunk_frames(
     call_index = 0
     for block in reply.blocks:
         if isinstance(block, TextBlock):
-            frames.extend((chunk(f'{{"content":{_quote(piece)}}}'), TOKEN) for piece in block.pieces)
+            frames.extend((chunk(f'{{"content":{quote(piece)}}}'), TOKEN) for piece in block.pieces)
         elif isinstance(block, ToolUseBlock):
             opening = {
                 "tool_calls": [
@@ -149,16 +132,16 @@ def chunk_frames(
                     }
                 ]
             }
-            frames.append((chunk(_dumps(opening)), IMMEDIATE))
+            frames.append((chunk(dumps(opening)), IMMEDIATE))
             frames.extend(
                 (
-                    chunk(f'{{"tool_calls":[{{"index":{call_index},"function":{{"arguments":{_quote(piece)}}}}}]}}'),
+                    chunk(f'{{"tool_calls":[{{"index":{call_index},"function":{{"arguments":{quote(piece)}}}}}]}}'),
                     TOKEN,
                 )
                 for piece in block.pieces
             )
             call_index += 1
-    frames.append((chunk("{}", _dumps(_FINISH[reply.stop_reason])), FINAL))
+    frames.append((chunk("{}", dumps(_FINISH[reply.stop_reason])), FINAL))
     if include_usage:
         usage = {
             "id": completion_id,
@@ -169,7 +152,7 @@ def chunk_frames(
             "choices": [],
             "usage": _usage(prompt_tokens, reply),
         }
-        frames.append((f"data: {_dumps(usage)}\n\n".encode(), IMMEDIATE))
+        frames.append((f"data: {dumps(usage)}\n\n".encode(), IMMEDIATE))
     if done:
         frames.append((b"data: [DONE]\n\n", IMMEDIATE))
     return frames

@@ -27,11 +27,12 @@ Frame = tuple[bytes, int]
 
 
 # One encoder, built once: json.dumps with non-default options builds a new encoder on every call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, in C
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, in C
 
 
-def _text_of(content: object) -> str | None:
+def text_of(content: object) -> str | None:
+    """The text of a message content: the string itself, or its text blocks joined; None without text."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -49,7 +50,7 @@ def prompt_from_request(body: Mapping[str, Any], *, drop_stop_sequences: bool = 
     messages = body["messages"]
     prefill = ""
     if messages and messages[-1].get("role") == "assistant":
-        prefill = _text_of(messages[-1].get("content")) or ""
+        prefill = text_of(messages[-1].get("content")) or ""
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
     tools = tuple(
         ToolSpec(str(tool["name"]), tool["input_schema"])
@@ -67,7 +68,7 @@ def prompt_from_request(body: Mapping[str, Any], *, drop_stop_sequences: bool = 
     if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
         thinking_mode = "omitted" if thinking.get("display") == "omitted" else "shown"
     return Prompt(
-        last_user_text=_text_of(last_user.get("content")) if last_user else None,
+        last_user_text=text_of(last_user.get("content")) if last_user else None,
         prefill=prefill,
         tools=tools,
         tool_mode=mode,
@@ -154,7 +155,7 @@ def stream_frames(
         "usage": _usage(0 if style.start_input_zero else input_tokens, 1),
     }
     frames: list[Frame] = [
-        (frame("message_start", _dumps({"type": "message_start", "message": start_message})), IMMEDIATE)
+        (frame("message_start", dumps({"type": "message_start", "message": start_message})), IMMEDIATE)
     ]
     if not reply.blocks:
         frames.append((frame("ping", _PING), IMMEDIATE))
@@ -171,26 +172,26 @@ def stream_frames(
         else:
             opening = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
         start = {"type": "content_block_start", "index": index, "content_block": opening}
-        frames.append((frame("content_block_start", _dumps(start)), IMMEDIATE))
+        frames.append((frame("content_block_start", dumps(start)), IMMEDIATE))
         if position == 0:
             frames.append((frame("ping", _PING), IMMEDIATE))
             if style.empty_data_event:
                 frames.append((b"event: content_block_delta\n\n", IMMEDIATE))
         if isinstance(block, TextBlock):
             frames.extend(
-                (frame("content_block_delta", f'{head}{{"type":"text_delta","text":{_quote(piece)}}}}}'), TOKEN)
+                (frame("content_block_delta", f'{head}{{"type":"text_delta","text":{quote(piece)}}}}}'), TOKEN)
                 for piece in block.pieces
             )
         elif isinstance(block, ThinkingBlock):
             if block.thinking:
                 frames.extend(
                     (
-                        frame("content_block_delta", f'{head}{{"type":"thinking_delta","thinking":{_quote(piece)}}}}}'),
+                        frame("content_block_delta", f'{head}{{"type":"thinking_delta","thinking":{quote(piece)}}}}}'),
                         TOKEN,
                     )
                     for piece in block.pieces
                 )
-            signature = f'{head}{{"type":"signature_delta","signature":{_dumps(block.signature)}}}}}'
+            signature = f'{head}{{"type":"signature_delta","signature":{dumps(block.signature)}}}}}'
             frames.append((frame("content_block_delta", signature), IMMEDIATE))
         else:
             frames.append(
@@ -199,7 +200,7 @@ def stream_frames(
             frames.extend(
                 (
                     frame(
-                        "content_block_delta", f'{head}{{"type":"input_json_delta","partial_json":{_quote(piece)}}}}}'
+                        "content_block_delta", f'{head}{{"type":"input_json_delta","partial_json":{quote(piece)}}}}}'
                     ),
                     TOKEN,
                 )
@@ -220,7 +221,7 @@ def stream_frames(
         }
     elif style.delta_usage == "output-only":
         delta["usage"] = {"output_tokens": reply.output_tokens}
-    frames.append((frame("message_delta", _dumps(delta)), FINAL))
+    frames.append((frame("message_delta", dumps(delta)), FINAL))
     if style.ending in ("stop", "stop+done"):
         frames.append((frame("message_stop", '{"type":"message_stop"}'), IMMEDIATE))
     if style.ending in ("done", "stop+done"):
