@@ -73,6 +73,9 @@ class Exchange:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     body_truncated: bool = False
+    # (seconds since the request started, byte count) for each chunk as it arrived: enough to replay the
+    # body with its framing and timing (what a cassette stores).
+    chunks: tuple[tuple[float, int], ...] = ()
     stream: StreamResult | None = None
     error: TransportError | None = None
     timings: Timings = field(default_factory=Timings)

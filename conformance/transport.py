@@ -91,6 +91,7 @@ class Transport:
         status: int | None = None
         headers: tuple[tuple[str, str], ...] = ()
         body = bytearray()
+        chunks: list[tuple[float, int]] = []
         truncated = False
         reader: StreamReader | None = None
         error: TransportError | None = None
@@ -118,6 +119,7 @@ class Transport:
                     now = time.perf_counter()
                     if ttfb is None:
                         ttfb = now - t0
+                    chunks.append((now - t0, len(chunk)))
                     if reader is not None:
                         reader.feed(chunk, now)
                     room = limits.max_body_bytes - len(body)
@@ -156,6 +158,7 @@ class Transport:
             headers=headers,
             body=bytes(body),
             body_truncated=truncated,
+            chunks=tuple(chunks),
             stream=stream,
             error=error,
             timings=Timings(ttfb=ttfb, total=t_end - t0),
