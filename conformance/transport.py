@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 
@@ -23,8 +24,12 @@ def _is_event_stream(response: httpx.Response) -> bool:
 class Transport:
     """Sends requests to one target; network failures become Exchange.error, never exceptions."""
 
-    def __init__(self, target: Target, *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, target: Target, *, client: httpx.Client | None = None, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.target = target
+        # Injectable so a replay can hand out the recorded arrival times instead of the wall clock.
+        self.clock = clock
         self._owns_client = client is None
         t = target.timeouts
         self._client = client or httpx.Client(
@@ -86,7 +91,7 @@ class Transport:
         shown = self._shown_headers(spec)
         timeouts = self.target.timeouts
         limits = self.target.limits
-        t0 = time.perf_counter()
+        t0 = self.clock()
         deadline = t0 + timeouts.total
         status: int | None = None
         headers: tuple[tuple[str, str], ...] = ()
@@ -112,11 +117,11 @@ class Transport:
                 # From here on the read timeout bounds the silence between chunks, not the wait for headers.
                 timeout_ext = request.extensions.get("timeout")
                 if isinstance(timeout_ext, dict):
-                    timeout_ext["read"] = min(timeouts.idle, max(deadline - time.perf_counter(), 0.001))
+                    timeout_ext["read"] = min(timeouts.idle, max(deadline - self.clock(), 0.001))
                 # No chunk size: a sized iterator holds bytes back until it fills, which would both hide a cut
                 # stream's last events and flatten every arrival time (TTFT, ITL) into the total.
                 for chunk in response.iter_bytes():
-                    now = time.perf_counter()
+                    now = self.clock()
                     if ttfb is None:
                         ttfb = now - t0
                     chunks.append((now - t0, len(chunk)))
@@ -148,7 +153,7 @@ class Transport:
             error = TransportError(_error_kind(exc, status), self.target.mask(str(exc)) or type(exc).__name__)
         if error is not None:
             cause = error.kind
-        t_end = time.perf_counter()
+        t_end = self.clock()
         stream = reader.close(t_end, cause=cause) if reader is not None else None
         return Exchange(
             request=spec,

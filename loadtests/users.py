@@ -76,7 +76,7 @@ class GatewayUser(FastHttpUser):
         self.load = run
         settings = run.settings
         self._request_event = environment.events.request
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, tuple[Any, str]] = {}
         self._kinds = [k for k in run.kinds if self.kinds is None or k in self.kinds] or list(run.kinds)
         self._weights = [run.weights[run.kinds.index(k)] for k in self._kinds]
         rate: Any = settings.user_rps
@@ -156,11 +156,12 @@ class GatewayUser(FastHttpUser):
         return sample
 
     def _client(self, prepared: PreparedRequest) -> tuple[Any, str]:
-        client = self._clients.get(prepared.url)
-        url = URL(prepared.url)
-        if client is None:
-            client = self._clients[prepared.url] = self.client.client.clientpool.get_client(url)
-        return client, url.request_uri
+        found = self._clients.get(prepared.url)
+        if found is None:
+            # The FastHttpUser's own geventhttpclient pool: its timeouts and keep-alive connections.
+            url = URL(prepared.url)
+            found = self._clients[prepared.url] = (self.client.client.clientpool.get_client(url), url.request_uri)
+        return found
 
     def _attempt(self, prepared: PreparedRequest, origin: float) -> tuple[Outcome, Sample, WireResponse]:
         """One HTTP exchange: send, read, judge, fire Locust's request event(s)."""
