@@ -20,8 +20,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check."""
     session.install("ruff")
-    session.run("ruff", "check", "conformance", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "conformance", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "conformance", "loadtests", "tools", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "conformance", "loadtests", "tools", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
@@ -44,3 +44,26 @@ def benchmarks(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "benchmarks/stream_validation.py")
     session.run("python", "benchmarks/gateway_throughput.py")
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """A short bounded load test against the reference gateway: reports under reports/load-<timestamp>/.
+
+    Starts the gateway (a child process on 127.0.0.1), runs a headless Locust for ~12 s with a request budget,
+    stops both, and fails when a threshold is breached. `nox -s load -- --scenario mixed --duration 20`.
+    """
+    session.install("-e", ".")
+    session.run("python", "-m", "loadtests.ci", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def litellm(session: nox.Session) -> None:
+    """LiteLLM proxy end to end: the suite, the SDKs and a short load test through it (reports/litellm-<ts>/).
+
+    Installs LiteLLM (pinned) into a venv under ~/.cache/gateway-conformance/litellm the first time (~750 MB),
+    starts the reference gateway as its upstream and LiteLLM on 127.0.0.1, and stops everything it started.
+    `nox -s litellm -- --skip-load`, `-- --serve` (keep it up for replaying curl lines); see tools/litellm/README.md.
+    """
+    session.install("-e", ".")
+    session.run("python", "tools/litellm/run.py", *session.posargs)

@@ -4,12 +4,11 @@
 
 The gateway runs in a child process pinned to one CPU (no injected latency); Locust runs headless in another
 child pinned to the other CPU, its users sending streaming /v1/messages requests back to back (closed loop), so
-Locust's CPU is the bottleneck. The modes run alternately in the same invocation, `--rounds` times each, best
-round kept. Two figures per mode: the rate measured, and the rate one fully busy Locust process sustains
-(requests per second of Locust CPU, from the process's own CPU time between test start and stop). The second is
-the capacity figure: when validation is off the gateway's core saturates first, so the measured rate alone would
-hide what validation costs.
-
+Locust's CPU is the bottleneck. The modes run alternately in the same invocation, `--rounds` times each, the
+best round kept (one where Locust was CPU-bound, when there is one). Two figures per mode: the rate measured, and
+the rate one fully busy Locust process sustains (requests per second of Locust CPU, from the process's own CPU
+time between test start and stop). The second is the capacity figure: when validation is off the gateway's core
+saturates first, so the measured rate alone would hide what validation costs.
 
   full        every event through the suite's StreamReader: SSE framing, JSON, grammar, JSON Schema
   grammar     the same without the JSON Schemas
@@ -30,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conformance.gateway import GatewayConfig, start_subprocess  # noqa: E402
-from loadtests.ci import run_locust  # noqa: E402
+from conformance.gateway import GatewayConfig, start_subprocess
+from loadtests.ci import run_locust
 
 MODES: dict[str, list[str]] = {
     "full": ["--validation", "full", "--no-metric-rows"],
@@ -39,6 +38,16 @@ MODES: dict[str, list[str]] = {
     "off": ["--validation", "off", "--no-metric-rows"],
     "full + rows": ["--validation", "full"],
 }
+
+
+def _better(row: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Prefer rounds where Locust was CPU-bound (>= 90 %): on a shared machine the others measured a neighbour."""
+    if best is None:
+        return True
+    saturated, best_saturated = row["cpu"] >= 90.0, best["cpu"] >= 90.0
+    if saturated != best_saturated:
+        return saturated
+    return row["capacity"] > best["capacity"]
 
 
 def main() -> None:
@@ -66,12 +75,11 @@ def main() -> None:
                     gw.url,
                     gw.api_key,
                     [
-                        "--headless", "--only-summary", "--loglevel", "WARNING",
-                        "-u", str(options.users), "-r", str(options.users), "-t", f"{options.duration}s",
-                        "--scenario", "latency", "--user-rps", "0", "--max-requests", "10000000",
-                        "--reply-words", str(options.reply_words), "--max-fail-ratio", "1",
+                        *f"--headless --only-summary --loglevel WARNING -u {options.users} -r {options.users}".split(),
+                        *f"-t {options.duration}s --scenario latency --user-rps 0 --max-requests 10000000".split(),
+                        *f"--reply-words {options.reply_words} --max-fail-ratio 1".split(),
                         *extra,
-                    ],  # fmt: skip
+                    ],
                     report_prefix=prefix,
                     timeout=options.duration + 60,
                     cpus=locust_cpus,
@@ -91,11 +99,12 @@ def main() -> None:
                 if run.returncode not in (0, 1) or not summary:
                     print(f"{mode}: locust failed (exit {run.returncode})\n{run.output[-2000:]}", flush=True)
                     continue
-                if mode not in best or row["capacity"] > best[mode]["capacity"]:
+                if _better(row, best.get(mode)):
                     best[mode] = row
                 print(
                     f"  round {round_index + 1} {mode:<12} {rate:7.0f} req/s at {row['cpu']:3.0f}% Locust CPU = "
-                    f"{row['capacity']:6.0f} req per CPU-s   p50 E2E {row['p50']:6.2f} ms   failed {int(row['failed'])}",
+                    f"{row['capacity']:6.0f} req per CPU-s   p50 E2E {row['p50']:6.2f} ms   "
+                    f"failed {int(row['failed'])}",
                     flush=True,
                 )
         stats = gw.stats()

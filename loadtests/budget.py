@@ -80,7 +80,7 @@ class Budget:
         self._announced = False
 
     def acquire(self, reserve_tokens: int) -> bool:
-        """Take one request and reserve its worst-case tokens; False (and the budget is spent) when they are not there."""
+        """Take one request and reserve its worst-case tokens; False (the budget is then spent) when they do not fit."""
         if self.spent:
             self._maybe_announce()
             return False

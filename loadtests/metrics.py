@@ -34,6 +34,7 @@ HISTOGRAMS: Mapping[str, tuple[str, str]] = {
     "send_lag": ("send lag", "ms"),
 }
 TRUNCATION_CAUSES = ("eof", "reset", "timeout")
+MAX_EXAMPLES = 50  # failure kinds that keep an example (the first one seen)
 
 _ACCURACY = 0.001
 _GAMMA = (1 + _ACCURACY) / (1 - _ACCURACY)
@@ -178,6 +179,8 @@ class Sample:
     attempts: int = 1
     rate_limited: int = 0  # 429 answers this request met before its final answer
     waited_ms: float = 0.0  # time spent waiting before retries after those 429s
+    detail: str = ""  # what the failure saw (masked)
+    curl: str = ""  # how to reproduce the request (the key as $GATEWAY_API_KEY)
 
 
 class Metrics:
@@ -206,6 +209,7 @@ class Metrics:
         self.honesty: dict[str, int] = {}  # passed / failed / untestable
         self.first_429_rps: float | None = None
         self.counters: dict[str, int] = {}
+        self.examples: dict[str, dict[str, str]] = {}  # failure kind -> its first detail and curl
 
     def record(self, sample: Sample) -> None:
         """Count one finished request."""
@@ -219,6 +223,8 @@ class Metrics:
             self.failed += 1
             per_kind[1] += 1
             self.failures[sample.failure] = self.failures.get(sample.failure, 0) + 1
+            if sample.failure not in self.examples and len(self.examples) < MAX_EXAMPLES:
+                self.examples[sample.failure] = {"detail": sample.detail, "curl": sample.curl}
         h = self.histograms
         if sample.ttfb_ms is not None:
             h["ttfb"].add(sample.ttfb_ms)
@@ -286,6 +292,7 @@ class Metrics:
             "honesty": dict(self.honesty),
             "first_429_rps": self.first_429_rps,
             "counters": dict(self.counters),
+            "examples": {kind: dict(example) for kind, example in self.examples.items()},
         }
 
     def take(self) -> dict[str, Any]:
@@ -315,6 +322,9 @@ class Metrics:
         self.input_tokens += int(data.get("input_tokens", 0))
         self.rate_limited += int(data.get("rate_limited", 0))
         self.requests_rate_limited += int(data.get("requests_rate_limited", 0))
+        for kind, example in data.get("examples", {}).items():
+            if kind not in self.examples and len(self.examples) < MAX_EXAMPLES:
+                self.examples[kind] = dict(example)
         first = data.get("first_429_rps")
         if first is not None and (self.first_429_rps is None or first < self.first_429_rps):
             self.first_429_rps = float(first)
@@ -343,6 +353,7 @@ class Metrics:
             "requests_per_s": round(requests / duration_s, 3) if duration_s and duration_s > 0 else None,
             "by_kind": {k: {"requests": v[0], "failed": v[1]} for k, v in sorted(self.by_kind.items())},
             "failures": dict(sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "failure_examples": {kind: self.examples[kind] for kind in sorted(self.examples)},
             "violations": dict(sorted(self.violations.items(), key=lambda kv: (-kv[1], kv[0]))),
             "streams": {
                 "total": streams,

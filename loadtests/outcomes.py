@@ -21,7 +21,6 @@ from typing import Any
 from conformance.grammar import NOT_JSON
 from conformance.stream import Flavour, StreamResult, parse_json
 from conformance.target import Secret, mask_secrets
-
 from loadtests.metrics import truncation_cause
 
 __all__ = [
@@ -94,7 +93,8 @@ def _error_type(flavour: Flavour, payload: object) -> str:
         return "unknown"
     error = payload.get("error")
     if isinstance(error, dict):
-        for key in ("type", "code"):
+        # OpenAI's `type` is coarse (invalid_request_error for a bad key); its `code` says what happened.
+        for key in ("type", "code") if flavour == "anthropic" else ("code", "type"):
             value = error.get(key)
             if isinstance(value, str) and value:
                 return value[:64]

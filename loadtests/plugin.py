@@ -13,6 +13,7 @@ The gate is a `quitting` listener that sets environment.process_exit_code: 1 on 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -25,7 +26,6 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from conformance.errors import HarnessError
 from conformance.target import Target, key_from_env, mask_secrets
-
 from loadtests import webui
 from loadtests.budget import split
 from loadtests.metrics import Metrics
@@ -213,11 +213,11 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kw: An
 
 
 def _masked(ctl: Control, report: dict[str, Any]) -> dict[str, Any]:
+    """The report with the key masked anywhere in it (a gateway may echo it in an error message)."""
     if ctl.key is None:
         return report
-    import json
-
-    return json.loads(ctl.mask(json.dumps(report, default=str)))
+    masked: dict[str, Any] = json.loads(ctl.mask(json.dumps(report, default=str)))
+    return masked
 
 
 @events.test_start.add_listener
@@ -228,7 +228,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         target = Target(environment.host or "http://127.0.0.1", ctl.key, auth=settings.auth, model=settings.model)
     except HarnessError as exc:
         log.error("LLM load test: %s", exc)
-        environment.runner.quit()
+        gevent.spawn(environment.runner.quit)
         return
     ctl.settings = settings
     ctl.metrics.reset()
@@ -274,8 +274,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         install_run(environment, run)
     ctl.cost = run.describe()
     if ctl.role != "worker":
-        log.info("LLM load test '%s': %s", settings.scenario.name, run.cost.describe())
-        print(run.cost.describe(), flush=True)
+        print(f"LLM load test '{settings.scenario.name}': {run.cost.describe()}", flush=True)
 
 
 @events.test_stop.add_listener

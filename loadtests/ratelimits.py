@@ -73,4 +73,5 @@ def sdk_delay(
     grade = grade_retry_after(header)
     if grade.usable and grade.seconds is not None:
         return grade.seconds
-    return min(_INITIAL_RETRY_DELAY * 2**retries_taken, _MAX_RETRY_DELAY) * (1 - 0.25 * rand())
+    backoff: float = min(_INITIAL_RETRY_DELAY * 2.0**retries_taken, _MAX_RETRY_DELAY)
+    return backoff * (1 - 0.25 * rand())

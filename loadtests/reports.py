@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from conformance.target import Secret, mask_secrets
-
 from loadtests.metrics import HISTOGRAMS, PERCENTILES
 
 __all__ = ["console_text", "csv_text", "failure_rows", "html_page", "latency_rows", "write_reports"]
@@ -74,6 +73,12 @@ def console_text(report: Mapping[str, Any]) -> str:
         if row["count"]:
             share = f" ({row['share']})" if row["share"] else ""
             lines.append(f"  {row['kind']}: {row['count']}{share}")
+    examples = summary.get("failure_examples", {})
+    if examples:
+        lines.append("first failure of each kind, and how to reproduce the request:")
+        for kind, example in list(examples.items())[:8]:
+            lines.append(f"  {kind}: {example.get('detail', '')}")
+            lines.append(f"    {example.get('curl', '')}")
     rate_limit = summary.get("rate_limit", {})
     if rate_limit.get("responses_429"):
         lines.append(
@@ -125,13 +130,20 @@ def html_page(report: Mapping[str, Any], *, refresh_s: int | None = None) -> str
         ([r["metric"], r["unit"], *(r[c] for c in _STAT_COLUMNS)] for r in latency_rows(summary)),
     )
     failures = _table(["kind", "count", "share"], ([r["kind"], r["count"], r["share"]] for r in failure_rows(summary)))
+    examples = "".join(
+        f"<h3>{html.escape(kind)}</h3><p>{html.escape(example.get('detail', ''))}</p>"
+        f"<pre>{html.escape(example.get('curl', ''))}</pre>"
+        for kind, example in summary.get("failure_examples", {}).items()
+    )
     breaches = report.get("breaches")
     if breaches is None:
         gate = "<p>gate: evaluated when the run ends</p>"
     elif breaches:
-        gate = "<p class='bad'>gate FAILED</p><ul>" + "".join(
-            f"<li>{html.escape(b['message'])}</li>" for b in breaches
-        ) + "</ul>"
+        gate = (
+            "<p class='bad'>gate FAILED</p><ul>"
+            + "".join(f"<li>{html.escape(b['message'])}</li>" for b in breaches)
+            + "</ul>"
+        )
     else:
         gate = "<p class='good'>gate passed</p>"
     facts = _table(
@@ -152,15 +164,19 @@ def html_page(report: Mapping[str, Any], *, refresh_s: int | None = None) -> str
     return (
         f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:6px}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
+        "td:first-child{text-align:left}"
         ".bad{color:#b00;font-weight:bold}.good{color:#070;font-weight:bold}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>target {html.escape(str(report.get('host')))}, "
         f"{html.escape(_fmt(report.get('duration_s')))} s</p>{facts}<h2>Latency</h2>{latency}"
-        f"<h2>Failures by kind</h2>{failures}<h2>Gate</h2>{gate}</body></html>"
+        f"<h2>Failures by kind</h2>{failures}{examples}<h2>Gate</h2>{gate}</body></html>"
     )
 
 
-def write_reports(report: Mapping[str, Any], prefix: str | Path, *, secrets: Iterable[Secret | str | None]) -> list[Path]:
+def write_reports(
+    report: Mapping[str, Any], prefix: str | Path, *, secrets: Iterable[Secret | str | None]
+) -> list[Path]:
     """Write PREFIX.json, PREFIX.csv and PREFIX.html (masked); returns the paths."""
     base = Path(prefix)
     base.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from conformance import __version__
+from conformance.exchange import Exchange, RequestSpec
 from conformance.gateway.tokens import count_anthropic_input, count_openai_input
 from conformance.probes import messages_request, openai_body, repeat, user
 from conformance.stream import Flavour
-from conformance.target import Secret, Target
-
+from conformance.target import KEY_PLACEHOLDER, Secret, Target
 from loadtests.budget import Budget, CostEstimate
 from loadtests.metrics import Metrics
 from loadtests.settings import LoadSettings, RequestKind
@@ -28,9 +28,10 @@ __all__ = ["LoadRun", "Phase", "PreparedRequest", "prepare_requests", "reply_tex
 Phase = Literal["run", "probe", "done"]
 USER_AGENT = f"gateway-conformance-load/{__version__}"
 _VOCABULARY = (
-    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
-    "romeo sierra tango uniform victor whiskey xray yankee zulu"
-).split()
+    *("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima"),
+    *("mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey"),
+    *("xray", "yankee", "zulu"),
+)
 
 
 def reply_text(words: int) -> str:
@@ -52,6 +53,7 @@ class PreparedRequest:
     headers: dict[str, str]  # includes the credential: never logged, never shown
     prompt_tokens: int  # the reference gateway's count of the prompt (an estimate for other gateways)
     reserve_tokens: int  # the most one request can cost: prompt + max_tokens
+    curl: str  # reproduces the request; the key is the shell's $GATEWAY_API_KEY
 
 
 def prepare_requests(settings: LoadSettings, target: Target) -> dict[str, PreparedRequest]:
@@ -82,6 +84,10 @@ def prepare_requests(settings: LoadSettings, target: Target) -> dict[str, Prepar
                 headers["authorization"] = f"Bearer {target.api_key.reveal()}"
             prompt_tokens = count_openai_input(body)
         label = f"{path} [stream]" if stream else path
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        shown = {**headers, **_placeholder_auth(target, flavour)}
+        spec = RequestSpec("POST", path, content=data, stream=stream, flavour=flavour)
+        curl = Exchange(spec, target.url(path), tuple(shown.items())).curl()
         prepared[kind] = PreparedRequest(
             kind=kind,
             flavour=flavour,
@@ -89,12 +95,21 @@ def prepare_requests(settings: LoadSettings, target: Target) -> dict[str, Prepar
             path=path,
             url=target.url(path),
             label=label,
-            body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+            body=data,
             headers=headers,
             prompt_tokens=prompt_tokens,
             reserve_tokens=prompt_tokens + settings.max_tokens,
+            curl=curl,
         )
     return prepared
+
+
+def _placeholder_auth(target: Target, flavour: Flavour) -> dict[str, str]:
+    if target.api_key is None:
+        return {}
+    if flavour == "openai":
+        return {"authorization": f"Bearer {KEY_PLACEHOLDER}"}
+    return target.auth_headers(placeholder=True)
 
 
 class LoadRun:

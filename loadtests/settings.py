@@ -237,7 +237,8 @@ def add_arguments(parser: Any) -> None:
         "--scenario",
         choices=sorted(SCENARIOS),
         default=os.environ.get("LOCUST_SCENARIO", "latency"),
-        help="what to run: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values())
+        help="what to run: "
+        + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS.values())
         + " (env LOCUST_SCENARIO; default latency)",
     )
     group.add_argument(

@@ -80,23 +80,21 @@ def evaluate(summary: Mapping[str, Any], thresholds: Thresholds, *, scenario: st
         if p95 is None:
             breaches.append(Breach(f"p95_{name}_ms", limit, None, f"no {name.upper()} was measured"))
         elif p95 > limit:
-            breaches.append(
-                Breach(f"p95_{name}_ms", limit, p95, f"p95 {name.upper()} {p95:.1f} ms > {limit:g} ms")
-            )
+            breaches.append(Breach(f"p95_{name}_ms", limit, p95, f"p95 {name.upper()} {p95:.1f} ms > {limit:g} ms"))
     streams: Mapping[str, Any] = summary.get("streams", {})
     truncated_ratio = streams.get("truncated_ratio")
-    if thresholds.max_truncated_ratio is not None and truncated_ratio is not None:
-        if truncated_ratio > thresholds.max_truncated_ratio:
-            by_cause = ", ".join(f"{cause} {n}" for cause, n in streams.get("truncated", {}).items() if n)
-            breaches.append(
-                Breach(
-                    "truncated_ratio",
-                    thresholds.max_truncated_ratio,
-                    truncated_ratio,
-                    f"{streams.get('truncated_total')} of {streams.get('total')} streams ended without their end "
-                    f"marker ({by_cause})",
-                )
+    limit = thresholds.max_truncated_ratio
+    if limit is not None and truncated_ratio is not None and truncated_ratio > limit:
+        by_cause = ", ".join(f"{cause} {n}" for cause, n in streams.get("truncated", {}).items() if n)
+        breaches.append(
+            Breach(
+                "truncated_ratio",
+                limit,
+                truncated_ratio,
+                f"{streams.get('truncated_total')} of {streams.get('total')} streams ended without their end "
+                f"marker ({by_cause})",
             )
+        )
     if scenario == "ratelimit":
         verdict, problems = ratelimit_verdict(summary.get("rate_limit", {}))
         if problems:

@@ -18,7 +18,6 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
 from conformance.stream import StreamReader
-
 from loadtests.metrics import Sample
 from loadtests.outcomes import (
     GatewayFailure,
@@ -241,6 +240,9 @@ class GatewayUser(FastHttpUser):
                 )
         e2e_ms = (t_end - origin) * 1000.0
         sample.failure = outcome.failure
+        if outcome.failure is not None:
+            sample.detail = outcome.detail
+            sample.curl = prepared.curl
         sample.status = wire.status
         sample.e2e_ms = e2e_ms
         sample.output_tokens = outcome.output_tokens
@@ -317,12 +319,13 @@ class GatewayUser(FastHttpUser):
             origin = time.perf_counter()
             outcome, sample, wire = self._attempt(prepared, origin)
             run.budget.settle(prepared.reserve_tokens, _used_tokens(outcome, wire))
-            sample.waited_ms = (origin - t_429) * 1000.0
-            metrics.histograms["wait_429"].add(sample.waited_ms)
-            metrics.record(sample)
-            metrics.grade_honesty("failed" if wire.status == 429 else "passed")
-            if wire.status == 429:
+            metrics.histograms["wait_429"].add((origin - t_429) * 1000.0)
+            refused = wire.status == 429
+            if refused:
+                sample.rate_limited = 1
                 metrics.grade_retry_after(grade_retry_after(wire.header).grade)
+            metrics.record(sample)
+            metrics.grade_honesty("failed" if refused else "passed")
         run.finish("ratelimit graded")
 
 

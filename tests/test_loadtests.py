@@ -12,8 +12,8 @@ import math
 import random
 import subprocess
 import sys
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from loadtests.pacing import Pacer, ramp
 from loadtests.ratelimits import grade_retry_after, sdk_delay
 from loadtests.reports import console_text, write_reports
 from loadtests.run import LoadRun, prepare_requests, reply_text
-from loadtests.settings import SCENARIOS, LoadSettings, Thresholds, add_arguments, parse_mix, settings_from_options
+from loadtests.settings import SCENARIOS, LoadSettings, Thresholds, add_arguments, settings_from_options
 from loadtests.thresholds import evaluate, ratelimit_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,10 @@ def test_metrics_count_failures_truncation_and_tokens() -> None:
     assert summary["tokens"]["output_per_s_per_stream"]["p50"] == pytest.approx(10 / 0.135, rel=0.002)
     assert summary["rate_limit"]["responses_429"] == 2 and summary["rate_limit"]["requests_hit"] == 1
     assert summary["rate_limit"]["waited_ms"]["p50"] == pytest.approx(1500.0, rel=0.001)
-    assert summary["by_kind"] == {"anthropic-stream": {"requests": 3, "failed": 2}, "openai": {"requests": 1, "failed": 1}}
+    assert summary["by_kind"] == {
+        "anthropic-stream": {"requests": 3, "failed": 2},
+        "openai": {"requests": 1, "failed": 1},
+    }
 
 
 def test_worker_snapshots_merged_on_the_master_equal_the_sum_over_workers() -> None:
@@ -135,13 +138,18 @@ def test_worker_snapshots_merged_on_the_master_equal_the_sum_over_workers() -> N
         everything.record(s)
     workers[0].grade_retry_after("present")
     everything.grade_retry_after("present")
+    workers[1].record(sample(failure="schema-violation", detail="first", curl="curl one"))
+    everything.record(sample(failure="schema-violation", detail="first", curl="curl one"))
+    workers[0].record(sample(failure="schema-violation", detail="second", curl="curl two"))
+    everything.record(sample(failure="schema-violation", detail="second", curl="curl two"))
     master = Metrics()
-    for worker in workers:
+    for worker in reversed(workers):
         # Shipped in two reports, as a worker does every few seconds.
         master.merge_wire(json.loads(json.dumps(worker.take())))
         assert worker.requests == 0
         master.merge_wire(worker.take())
     assert master.summary(duration_s=1.0) == everything.summary(duration_s=1.0)
+    assert master.summary()["failure_examples"] == {"schema-violation": {"detail": "first", "curl": "curl one"}}
 
 
 def test_truncation_cause_families() -> None:
@@ -198,16 +206,25 @@ def test_stream_verdict_names() -> None:
     assert "ended by eof" in str(failure)
 
 
+def sse(*payloads: dict[str, object]) -> bytes:
+    """An Anthropic event stream of these payloads, each named after its type."""
+    return b"".join(f"event: {p['type']}\ndata: {json.dumps(p)}\n\n".encode() for p in payloads)
+
+
 def test_schema_violation_in_a_stream_is_a_failure() -> None:
-    stream = (
-        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
-        b'"role":"assistant","content":[],"model":"m","stop_reason":null,"stop_sequence":null,'
-        b'"usage":{"input_tokens":"many","output_tokens":1}}}\n\n'
-        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n'
-        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
-        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":1}}\n\n'
-        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "m"}
+    message |= {"stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": "many", "output_tokens": 1}}
+    stream = sse(
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 1},
+        },
+        {"type": "message_stop"},
     )
     reader = StreamReader("anthropic", t_start=0.0, keep_events=False)
     reader.feed(stream, 0.001)
@@ -238,6 +255,8 @@ def test_non_streaming_and_error_verdicts_mask_the_key() -> None:
     assert outcome.failure == "http-429: rate_limit_error"
     assert KEY not in outcome.detail and "***" in outcome.detail
     assert judge_status("openai", 500, b"oops").failure == "http-500: not-json"
+    openai_429 = {"error": {"message": "slow", "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+    assert judge_status("openai", 429, json.dumps(openai_429).encode()).failure == "http-429: rate_limit_exceeded"
 
 
 # ---------------------------------------------------------------------------- pacing
@@ -424,6 +443,9 @@ def test_prepared_requests_carry_the_key_only_in_headers() -> None:
         assert reply_text(5).encode() in request.body
         assert request.reserve_tokens == request.prompt_tokens + 32
     assert b'"stream_options":{"include_usage":true}' in prepared["openai-stream"].body
+    assert '-H "x-api-key: $GATEWAY_API_KEY"' in prepared["anthropic"].curl
+    assert '-H "authorization: Bearer $GATEWAY_API_KEY"' in prepared["openai-stream"].curl
+    assert all(KEY not in request.curl for request in prepared.values())
     assert KEY not in repr(target)
     run = LoadRun(settings, target, request_share=7)
     assert run.budget.requests_left == 7 and "cost guard" in run.cost.describe()
