@@ -18,6 +18,17 @@ EXIT_OK, EXIT_NONCONFORMANT, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 SUITES_DIR = Path(__file__).parent / "suites"
 
 
+# The plugin's bound options, passed through by `check` when given (flag, type, help).
+_BOUNDS: tuple[tuple[str, type, str], ...] = (
+    ("--connect-timeout", float, "seconds to connect (default 10)"),
+    ("--first-byte-timeout", float, "seconds from the request to the end of the response headers (default 120)"),
+    ("--idle-timeout", float, "seconds without a complete SSE frame (without a byte, for other bodies) (default 60)"),
+    ("--total-timeout", float, "seconds for a whole exchange (default 600)"),
+    ("--max-response-bytes", int, "a larger response body is cut off and reported (default 64 MiB)"),
+    ("--max-events", int, "a stream with more SSE events is cut off and reported (default 100000)"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with every option documented."""
     parser = argparse.ArgumentParser(
@@ -73,7 +84,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="with the embedded gateway only: serve this deviation (see `serve --fault list`), to see a failing report",
     )
+    check.add_argument(
+        "--upstream-mode",
+        action="store_true",
+        help="the gateway's upstream is the reference gateway (`serve`): also check that upstream failures "
+        "(429 retry-after, 529, cut streams, usage, pacing) reach the client intact; see docs/upstream-mode.md",
+    )
+    bounds = check.add_argument_group(
+        "bounds", "what one exchange may take (docs/hostile-gateways.md); the defaults suit LLM streams"
+    )
+    for flag, kind, what in _BOUNDS:
+        bounds.add_argument(flag, type=kind, default=None, help=what)
     check.add_argument("-v", "--verbose", action="store_true", help="one line per test instead of progress dots")
+    check.add_argument(
+        "--record",
+        metavar="DIR",
+        help="also write every exchange (the SDKs' too) to DIR/cassette.json, credentials redacted (docs/cassettes.md)",
+    )
+    check.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="send nothing: answer every request from DIR/cassette.json (or a cassette file) offline with the "
+        "recorded timing; the gateway, model, auth and --max-examples come from the cassette",
+    )
+
+    record = commands.add_parser(
+        "record",
+        parents=[check],
+        conflict_handler="resolve",
+        help="run the suite like `check` and keep every exchange as a cassette (replay it with `check --replay DIR`)",
+        description="Run the conformance suite like `check` (against --gateway-url, or the embedded reference "
+        "gateway with its --fault options) and write every exchange to DIR/cassette.json: requests, responses, "
+        "stream chunks with their arrival times. The key is redacted everywhere (docs/cassettes.md). Exit status "
+        "as for `check`.",
+    )
+    record.add_argument("--out", required=True, metavar="DIR", help="where the cassette goes (DIR/cassette.json)")
+    record.add_argument("--record", help=argparse.SUPPRESS)
+    record.add_argument("--replay", help=argparse.SUPPRESS)
 
     commands.add_parser("checks", help="list every registered check with its severity, area and rule")
     return parser
@@ -128,6 +175,16 @@ def _pytest_args(args: argparse.Namespace, url: str) -> list[str]:
                 "--" + name.replace("_", "-"),
                 str(Path(value).resolve()) if "dir" in name or "baseline" in name else value,
             ]
+    if args.upstream_mode:
+        argv.append("--upstream-mode")
+    for name in ("record", "replay"):
+        value = getattr(args, name, None)
+        if value:
+            argv += ["--" + name, str(Path(value).resolve())]
+    for flag, _, _ in _BOUNDS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            argv += [flag, str(value)]
     argv.append("-v" if args.verbose else "-q")
     return argv
 
@@ -155,6 +212,8 @@ def run_check(args: argparse.Namespace) -> int:
         from datetime import datetime
 
         args.report_dir = str(Path("reports") / f"conformance-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if args.replay:
+        return _run_replay(args)
     url = args.gateway_url or os.environ.get("GATEWAY_URL")
     if url:
         if args.fault or args.rate_limit_rpm:
@@ -183,6 +242,29 @@ def run_check(args: argparse.Namespace) -> int:
             return _exit_code(pytest.main(_pytest_args(args, gateway.url)))
 
 
+def _run_replay(args: argparse.Namespace) -> int:
+    """`check --replay DIR`: the suite answered offline from a cassette (nothing is sent, nothing is started)."""
+    import pytest
+
+    from conformance.cassette import CassetteError, read_cassette
+
+    if args.record or args.gateway_url or args.fault or args.rate_limit_rpm:
+        print(
+            "error: --replay answers from the cassette: do not combine it with --gateway-url, --record, --fault "
+            "or --rate-limit-rpm",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        cassette = read_cassette(args.replay)
+    except CassetteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    origin = cassette.target.base_url
+    print(f"Replaying {args.replay}: {len(cassette.interactions)} interactions recorded from {origin}", flush=True)
+    return _exit_code(pytest.main(_pytest_args(args, cassette.target.base_url)))
+
+
 def list_checks() -> int:
     """Print the registered checks."""
     from conformance.checks import CHECKS, load_all
@@ -202,5 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(args)
     if args.command == "check":
+        return run_check(args)
+    if args.command == "record":
+        args.record = args.out
         return run_check(args)
     return list_checks()

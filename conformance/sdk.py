@@ -14,6 +14,7 @@ from typing import Any
 
 from conformance.probes import ECHO_TEXT, WEATHER_TOOL, repeat
 from conformance.target import Target
+from conformance.transport import sdk_http_client
 
 SDK_TIMEOUT = 60.0
 
@@ -78,7 +79,9 @@ def anthropic_client(target: Target) -> Any:
 
     key = target.api_key.reveal() if target.api_key is not None else None
     credentials: dict[str, Any] = {"auth_token": key} if target.auth == "bearer" else {"api_key": key or "none"}
-    return anthropic.Anthropic(base_url=target.base_url, max_retries=0, timeout=SDK_TIMEOUT, **credentials)
+    return anthropic.Anthropic(
+        base_url=target.base_url, max_retries=0, timeout=SDK_TIMEOUT, http_client=sdk_http_client(target), **credentials
+    )
 
 
 def openai_client(target: Target) -> Any:
@@ -86,7 +89,13 @@ def openai_client(target: Target) -> Any:
     import openai
 
     key = target.api_key.reveal() if target.api_key is not None else "none"
-    return openai.OpenAI(base_url=target.base_url + "/v1", api_key=key, max_retries=0, timeout=SDK_TIMEOUT)
+    return openai.OpenAI(
+        base_url=target.base_url + "/v1",
+        api_key=key,
+        max_retries=0,
+        timeout=SDK_TIMEOUT,
+        http_client=sdk_http_client(target),
+    )
 
 
 def _text(message: Any) -> str:

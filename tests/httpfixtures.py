@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import httpx2
 import respx
 
 from conformance.exchange import Exchange, RequestSpec
 from conformance.probes import Probe, basic_body, post_messages
+from conformance.replay import httpx2_through
 from conformance.target import Target
 from conformance.transport import Transport
 
@@ -366,50 +365,13 @@ class Replayer:
 
         router = respx.MockRouter(assert_all_called=True, assert_all_mocked=True)
         route = router.route(url__startswith=self.target.base_url + "/").mock(side_effect=answer)
-        with _httpx2_through(router.handler):
+        with httpx2_through(router.handler):
             outcome = call.execute(self.target)
         if problems or queue:
             raise AssertionError("; ".join(problems) or f"the SDK left {len(queue)} recording(s) unused")
         if route.call_count != len(recordings):
             raise AssertionError(f"respx answered {route.call_count} SDK requests, expected {len(recordings)}")
         return outcome
-
-
-@contextmanager
-def _httpx2_through(handler: Callable[[httpx.Request], httpx.Response]) -> Iterator[None]:
-    """Route httpx2 (the official SDKs' HTTP client since anthropic 2 / openai 3) through a respx handler.
-
-    respx patches httpcore, which httpx2 does not use (it has httpcore2), so the SDKs' transport is patched here,
-    at the same level: each httpx2 request becomes an httpx request for respx, its answer an httpx2 response.
-    """
-
-    def handle_request(self: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
-        bridged = httpx.Request(request.method, str(request.url), headers=request.headers.raw, content=request.read())
-        response = handler(bridged)
-        return httpx2.Response(response.status_code, headers=response.headers.raw, stream=_Httpx2Stream(response))
-
-    original = httpx2.HTTPTransport.handle_request
-    httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        httpx2.HTTPTransport.handle_request = original  # type: ignore[method-assign]
-
-
-class _Httpx2Stream(httpx2.SyncByteStream):
-    """An httpx response body as an httpx2 byte stream; a cut body raises httpx2's RemoteProtocolError."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._response.stream  # type: ignore[misc]
-        except httpx.RemoteProtocolError as exc:
-            raise httpx2.RemoteProtocolError(str(exc)) from exc
-
-    def close(self) -> None:
-        self._response.close()
 
 
 # Scenarios the suite builds outside conformance.probes.PROBES (conformance/suites/test_rate_limits.py and

@@ -72,8 +72,10 @@ def load_all() -> None:
         messages,
         models,
         openai,
+        propagation,
         properties,
         ratelimit,
         semantics,
         streaming,
+        transport,
     )

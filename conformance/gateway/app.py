@@ -15,6 +15,8 @@ from urllib.parse import parse_qs
 
 from conformance.gateway.chat import chunk_frames, completion_json, prompt_from_chat
 from conformance.gateway.config import GatewayConfig
+from conformance.gateway.cues import NO_CUES, take_cues
+from conformance.gateway.hostile import HostileFaults
 from conformance.gateway.messages import (
     FINAL,
     TOKEN,
@@ -24,7 +26,7 @@ from conformance.gateway.messages import (
     prompt_from_request,
     stream_frames,
 )
-from conformance.gateway.model import Reply, Signer, ThinkingBlock, ToolUseBlock, catalogue, generate, new_id
+from conformance.gateway.model import Prompt, Reply, Signer, ThinkingBlock, ToolUseBlock, catalogue, generate, new_id
 from conformance.gateway.ratelimit import Decision, RateLimiter
 from conformance.gateway.tokens import count_anthropic_input, count_openai_input
 from conformance.gateway.validation import RequestRejected, check_anthropic_request, check_openai_request
@@ -103,7 +105,7 @@ class GatewayStats:
 class _Exchange:
     """Per-request state that error rendering needs."""
 
-    __slots__ = ("endpoint", "flavour", "limit", "request_id", "status", "stream_requested", "t0")
+    __slots__ = ("cues", "endpoint", "flavour", "limit", "request_id", "status", "stream_requested", "t0")
 
     def __init__(self, t0: float, flavour: Flavour, endpoint: str) -> None:
         self.t0 = t0
@@ -113,6 +115,7 @@ class _Exchange:
         self.stream_requested = False
         self.limit: Decision | None = None
         self.status = 0
+        self.cues = NO_CUES  # upstream cues in the last user message (cues.py)
 
 
 def _valid_version(value: bytes) -> bool:
@@ -192,6 +195,8 @@ class GatewayApp:
         for name in ("anthropic/messages-request", "anthropic/count-tokens-request", "openai/chat-completion-request"):
             validator(name)
         logging.getLogger("uvicorn.error").addFilter(_QUIET_STREAM_CUTS)
+        # A hostile fault (hostile.py) answers every /v1/ request in place of everything below.
+        self._hostile = HostileFaults.for_config(config)
 
     # ------------------------------------------------------------------ ASGI entry point
 
@@ -199,6 +204,8 @@ class GatewayApp:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
+            return
+        if self._hostile is not None and await self._hostile(scope, receive, send):
             return
         t0 = time.perf_counter()
         path: str = scope["path"]
@@ -461,8 +468,10 @@ class GatewayApp:
             parsed, schema_name="anthropic/messages-request", known_models=self._model_ids, signer=self._signer
         )
         prompt = prompt_from_request(body, drop_stop_sequences=self.config.has("drop-stop-sequences"))
+        prompt = self._take_cues(exchange, prompt)
         reply = self._bend(generate(prompt, self._signer))
         input_tokens = count_anthropic_input(body)
+        input_tokens, reply = exchange.cues.usage(input_tokens, reply)
         message_id = new_id("resp_" if self.config.has("foreign-message-id") else "msg_")
         model = str(body["model"])
         if exchange.stream_requested:
@@ -562,8 +571,10 @@ class GatewayApp:
         self._rate_limit(exchange, key, generation=True)
         body = check_openai_request(self._parse(raw, "openai"), known_models=self._model_ids)
         prompt = prompt_from_chat(body, drop_stop_sequences=self.config.has("drop-stop-sequences"))
+        prompt = self._take_cues(exchange, prompt)
         reply = generate(prompt, self._signer)
         prompt_tokens = count_openai_input(body)
+        prompt_tokens, reply = exchange.cues.usage(prompt_tokens, reply)
         completion_id = new_id("chatcmpl-")
         created = int(time.time())
         model = str(body["model"])
@@ -594,13 +605,27 @@ class GatewayApp:
             raise RequestRejected(403, "the stats endpoint answers loopback clients only")
         await self._json(exchange, send, 200, self.stats.snapshot(self.config.faults))
 
+    def _take_cues(self, exchange: _Exchange, prompt: Prompt) -> Prompt:
+        """Upstream cues (cues.py): kept on the exchange; the prompt without its markers; a cued status raises."""
+        exchange.cues, prompt = take_cues(prompt)
+        refusal = exchange.cues.refusal()
+        if refusal is not None:
+            exchange.limit = exchange.limit or exchange.cues.limit()
+            raise refusal
+        return prompt
+
     # ------------------------------------------------------------------ timing
+
+    def _pacing(self, exchange: _Exchange) -> tuple[float, float]:
+        """(ttft, itl) in seconds for this request: an upstream cue's, else the configured ones."""
+        return exchange.cues.pacing(self._ttft, self._itl) or (self._ttft, self._itl)
 
     async def _wait_for_reply(self, exchange: _Exchange, reply: Reply) -> None:
         """Hold a non-streaming answer until its last token would have been streamed: t0 + ttft + (n-1) * itl."""
-        if not (self._ttft or self._itl):
+        ttft, itl = self._pacing(exchange)
+        if not (ttft or itl):
             return
-        deadline = exchange.t0 + self._ttft + max(reply.streamed_deltas - 1, 0) * self._itl
+        deadline = exchange.t0 + ttft + max(reply.streamed_deltas - 1, 0) * itl
         await _sleep_until(deadline)
 
     async def _stream(
@@ -611,8 +636,10 @@ class GatewayApp:
         cut = self.config.has("stream-cut")
         if cut:
             frames = frames[: min(self.config.cut_after_events, len(frames) - 1)]
+        frames, cue_cut = exchange.cues.frames(frames, exchange.flavour)
+        cut, truncated = cut or cue_cut, truncated or exchange.cues.truncates
         await self._start(exchange, send, 200, self._base_headers(exchange) + _SSE_HEADERS)
-        if not (self._ttft or self._itl):
+        if not any(self._pacing(exchange)):
             await send({"type": "http.response.body", "body": b"".join(f for f, _ in frames), "more_body": cut})
         else:
             watcher = asyncio.ensure_future(receive())
@@ -631,15 +658,16 @@ class GatewayApp:
     async def _paced(
         self, exchange: _Exchange, send: Send, frames: list[Frame], watcher: asyncio.Future[Message], cut: bool
     ) -> bool:
-        first = exchange.t0 + self._ttft
+        ttft, itl = self._pacing(exchange)
+        first = exchange.t0 + ttft
         pending: list[bytes] = []
         tokens = 0
         for data, timing in frames:
             if timing == TOKEN:
-                deadline = first + tokens * self._itl
+                deadline = first + tokens * itl
                 tokens += 1
             elif timing == FINAL:
-                deadline = first + max(tokens - 1, 0) * self._itl
+                deadline = first + max(tokens - 1, 0) * itl
             else:
                 pending.append(data)
                 continue

@@ -8,7 +8,15 @@ from types import MappingProxyType
 
 from conformance.errors import HarnessError
 
-__all__ = ["FAULTS", "Fault", "describe_faults", "validate_fault_names"]
+__all__ = [
+    "FAULTS",
+    "HOSTILE_FAULTS",
+    "Fault",
+    "HostileFault",
+    "describe_faults",
+    "describe_hostile_faults",
+    "validate_fault_names",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +84,48 @@ _ALL: tuple[Fault, ...] = (
 FAULTS: Mapping[str, Fault] = MappingProxyType({fault.name: fault for fault in _ALL})
 
 
+@dataclass(frozen=True, slots=True)
+class HostileFault:
+    """A hostile or broken behaviour (no protocol deviation): what the gateway does and what the harness reports."""
+
+    name: str
+    finding: str  # the TransportError kind, or the check, that reports it (docs/hostile-gateways.md)
+    summary: str
+
+
+# Served by conformance/gateway/hostile.py, to every /v1/ request, instead of the normal answer.
+_HOSTILE: tuple[HostileFault, ...] = (
+    HostileFault("drip", "timeout-total / timeout-idle", "the answer one byte every 0.2 s, without end"),
+    HostileFault("drip-headers", "timeout-first-byte", "the status line and headers one byte every 0.2 s"),
+    HostileFault("endless-ping", "timeout-total / too-many-events", "message_start, then a ping every 10 ms forever"),
+    HostileFault("never-answer", "timeout-first-byte", "reads the request and never answers"),
+    HostileFault("huge-body", "too-large", "a 200 MB answer (one JSON body, or 64 KB text deltas)"),
+    HostileFault("gzip-bomb", "too-large", "content-encoding gzip: 1 MB on the wire that inflates to 1 GiB"),
+    HostileFault("invalid-utf8", "not JSON / invalid-utf8", "the answer's text holds bytes that are not UTF-8"),
+    HostileFault(
+        "html-error-page", "HTTP 502, not JSON", "502 with an HTML page that dumps the request headers (key included)"
+    ),
+    HostileFault("non-json-body", "not JSON / data-not-json", "200 application/json (or SSE data) that is plain text"),
+    HostileFault("tcp-reset", "reset", "headers and part of the body, then a TCP RST (SO_LINGER 0)"),
+    HostileFault("truncated-chunked", "truncated-chunked", "a chunk announced 1024 bytes long, 16 sent, then FIN"),
+    HostileFault("not-http", "protocol-error", "answers with bytes that are not an HTTP status line"),
+    HostileFault(
+        "redirect-cross-origin",
+        "redirect-cross-origin",
+        "307 to the same path on 127.0.0.2 (another origin), where a recording server logs what it receives",
+    ),
+)
+
+HOSTILE_FAULTS: Mapping[str, HostileFault] = MappingProxyType({fault.name: fault for fault in _HOSTILE})
+
+
 def validate_fault_names(names: Iterable[str]) -> tuple[str, ...]:
     """The names, deduplicated in order; a HarnessError listing the valid names if one is unknown."""
     chosen: list[str] = []
     for name in names:
-        if name not in FAULTS:
-            raise HarnessError(f"unknown fault {name!r}; valid faults: {', '.join(FAULTS)}")
+        if name not in FAULTS and name not in HOSTILE_FAULTS:
+            valid = ", ".join([*FAULTS, *HOSTILE_FAULTS])
+            raise HarnessError(f"unknown fault {name!r}; valid faults: {valid}")
         if name not in chosen:
             chosen.append(name)
     return tuple(chosen)
@@ -91,3 +135,9 @@ def describe_faults() -> str:
     """One line per fault: name, section 7 item, summary (what `--fault list` prints)."""
     width = max(len(name) for name in FAULTS)
     return "\n".join(f"{f.name:<{width}}  section 7 item {f.item:>2}: {f.summary}" for f in FAULTS.values())
+
+
+def describe_hostile_faults() -> str:
+    """One line per hostile fault: name, what the harness reports, summary."""
+    width = max(len(name) for name in HOSTILE_FAULTS)
+    return "\n".join(f"{f.name:<{width}}  hostile ({f.finding}): {f.summary}" for f in HOSTILE_FAULTS.values())
