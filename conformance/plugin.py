@@ -217,7 +217,14 @@ def planned_requests(config: pytest.Config, items: list[pytest.Item]) -> str:
     probes += [_params(item).get("upstream_probe") for item in items]
     probes = [p for p in probes if hasattr(p, "request_count")]
     probe_requests = sum(p.request_count for p in probes)
-    properties = sum(1 for item in items if item.name.startswith(("test_valid_requests", "test_invalid_requests")))
+    property_checks = {"test_valid_requests": "property_valid_requests_served",
+                       "test_invalid_requests": "property_invalid_requests_rejected"}
+    properties = sum(
+        1
+        for item in items
+        for prefix, check_id in property_checks.items()
+        if item.name.startswith(prefix) and check_id in run.enabled
+    )
     examples = properties * config.option.max_examples
     burst = config.option.probe_rate_limit
     total = probe_requests + examples + burst
@@ -282,8 +289,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 _CASSETTES_KEY = pytest.StashKey["_Cassettes"]()
-# Run options that decide which requests are sent: a recording keeps them, a replay repeats them.
+# Run options that decide which requests are sent: a recording keeps them, a replay repeats them (the check
+# selection only when the replay's command line gives none: replaying part of a recording is fine).
 _REPLAYED_OPTIONS = ("max_examples", "probe_rate_limit", "upstream_mode")
+_REPLAYED_SELECTION = ("checks", "exclude_checks")
 
 
 class _Cassettes:
@@ -315,8 +324,9 @@ class _Cassettes:
             except CassetteError as exc:
                 raise pytest.UsageError(str(exc)) from exc
             options = cassettes.replayer.cassette.options if cassettes.replayer.cassette is not None else {}
-            for name in _REPLAYED_OPTIONS:
-                if name in options and hasattr(config.option, name):
+            for name in _REPLAYED_OPTIONS + _REPLAYED_SELECTION:
+                given = getattr(config.option, name, None)
+                if name in options and (name in _REPLAYED_OPTIONS or given is None):
                     setattr(config.option, name, options[name])
             cassettes._stack.enter_context(cassettes.replayer.active())
         config.stash[_CASSETTES_KEY] = cassettes
@@ -334,7 +344,8 @@ class _Cassettes:
         from conformance.cassette import Recorder
 
         opt = self.config.option
-        options = {name: getattr(opt, name) for name in _REPLAYED_OPTIONS if hasattr(opt, name)}
+        names = _REPLAYED_OPTIONS + _REPLAYED_SELECTION
+        options = {name: getattr(opt, name) for name in names if getattr(opt, name, None) is not None}
         self.recorder = Recorder(target, options=options)
         self._stack.enter_context(self.recorder.sdk_requests())
         return target, self.recorder.transport()

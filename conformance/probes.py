@@ -285,17 +285,20 @@ def _budget(budget: int, max_tokens: int) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
-def raw_post(path: str, content: bytes | Callable[[], bytes], **spec: Any) -> StepBuilder:
+def raw_post(path: str, content: bytes, **spec: Any) -> StepBuilder:
+    """A step that POSTs exact bytes (a body that is not valid JSON, say)."""
+
     def build(target: Target, _: Mapping[str, Exchange]) -> RequestSpec:
-        data = content() if callable(content) else content
-        return RequestSpec("POST", path, content=data, **spec)
+        return RequestSpec("POST", path, content=content, **spec)
 
     return build
 
 
-def _oversize_body() -> bytes:
+def oversize_step(target: Target, _: Mapping[str, Exchange]) -> RequestSpec:
+    """A valid request for the target's model, padded past the 32 MB limit: only its size is wrong."""
     filler = "x" * (OVERSIZE_BYTES - 200)
-    return json.dumps({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": filler}]}).encode()
+    body = {"model": target.model, "max_tokens": 1, "messages": [{"role": "user", "content": filler}]}
+    return RequestSpec("POST", "/v1/messages", content=json.dumps(body).encode())
 
 
 def sdk_step(name: str) -> StepBuilder:
@@ -621,7 +624,7 @@ PROBES: tuple[Probe, ...] = (
     _error_probe(
         "error_request_too_large",
         "a body over the 32 MB limit",
-        raw_post("/v1/messages", _oversize_body),
+        oversize_step,
         (413,),
     ),
     Probe(

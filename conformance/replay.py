@@ -408,38 +408,13 @@ def httpx2_through(handler: Callable[[httpx.Request], httpx.Response]) -> Iterat
         yield
         return
 
-    def handle_request(self: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
-        bridged = httpx.Request(request.method, str(request.url), headers=request.headers.raw, content=request.read())
-        try:
-            response = handler(bridged)
-        except httpx.HTTPError as exc:
-            raise _as_httpx2(exc) from exc
-        return httpx2.Response(
-            response.status_code, headers=response.headers.raw, stream=_httpx2_stream_class()(response)
-        )
-
-    original = httpx2.HTTPTransport.handle_request
-    httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        httpx2.HTTPTransport.handle_request = original  # type: ignore[method-assign]
-
-
-def _as_httpx2(exc: httpx.HTTPError) -> Exception:
-    """The httpx2 exception of the same name (httpx2.TransportError when it has none)."""
-    import httpx2
-
-    cls = getattr(httpx2, type(exc).__name__, None)
-    if not (isinstance(cls, type) and issubclass(cls, httpx2.RequestError)):
-        cls = httpx2.TransportError
-    converted: Exception = cls(str(exc))
-    return converted
-
-
-@functools.cache
-def _httpx2_stream_class() -> Callable[[httpx.Response], httpx2.SyncByteStream]:
-    import httpx2
+    # Defined for the httpx2 imported now: a test runner that re-imports modules between sessions has a new one.
+    def as_httpx2(exc: httpx.HTTPError) -> Exception:
+        cls = getattr(httpx2, type(exc).__name__, None)
+        if not (isinstance(cls, type) and issubclass(cls, httpx2.RequestError)):
+            cls = httpx2.TransportError
+        converted: Exception = cls(str(exc))
+        return converted
 
     class Httpx2Stream(httpx2.SyncByteStream):
         """An httpx response body as an httpx2 byte stream; an httpx error becomes the httpx2 one."""
@@ -451,9 +426,22 @@ def _httpx2_stream_class() -> Callable[[httpx.Response], httpx2.SyncByteStream]:
             try:
                 yield from self._response.stream  # type: ignore[misc]
             except httpx.HTTPError as exc:
-                raise _as_httpx2(exc) from exc
+                raise as_httpx2(exc) from exc
 
         def close(self) -> None:
             self._response.close()
 
-    return Httpx2Stream
+    def handle_request(self: httpx2.HTTPTransport, request: httpx2.Request) -> httpx2.Response:
+        bridged = httpx.Request(request.method, str(request.url), headers=request.headers.raw, content=request.read())
+        try:
+            response = handler(bridged)
+        except httpx.HTTPError as exc:
+            raise as_httpx2(exc) from exc
+        return httpx2.Response(response.status_code, headers=response.headers.raw, stream=Httpx2Stream(response))
+
+    original = httpx2.HTTPTransport.handle_request
+    httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        httpx2.HTTPTransport.handle_request = original  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
 from conformance.checks import CHECKS, CheckContext, load_all
+from conformance.checks.context import ReadExchanges
 from conformance.exchange import Exchange, RequestSpec
 from conformance.failures import Failure, NotApplicable, Unsupported
 from conformance.probes import Probe
@@ -156,7 +157,7 @@ class ConformanceRun:
         self, probe: Probe, exchanges: dict[str, Exchange], observations: dict[str, Any] | None = None
     ) -> list[CheckResult]:
         """Apply the probe's enabled checks to its exchanges and record the results."""
-        ctx = CheckContext(probe, exchanges, self.target, observations or {})
+        ctx = CheckContext(probe, ReadExchanges(exchanges), self.target, observations or {})
         first = next(iter(exchanges.values()), None)
         decline = declined(first) if probe.optional and first is not None else None
         if decline is None and probe.optional and first is None:
@@ -187,14 +188,18 @@ class ConformanceRun:
             else:
                 outcome, message = "unsupported", decline
         else:
+            read = ctx.exchanges if isinstance(ctx.exchanges, ReadExchanges) else None
+            if read is not None:
+                read.last_read = None
             try:
                 spec.func(ctx)
             except Failure as failure:
                 outcome, message = "failed", self.target.mask(failure.message)
-                shown = failure.exchange or first
+                # Show the exchange the check judged (a multi-step probe's later step), not always the first.
+                shown = failure.exchange or (read.last_read if read is not None else None) or first
                 evidence = failure.evidence or (exchange_evidence(shown, self.target) if shown is not None else ())
-                if failure.exchange is not None:
-                    reproduce = self.target.mask(failure.exchange.curl())
+                if shown is not None:
+                    reproduce = self.target.mask(shown.curl())
             except NotApplicable as why:
                 outcome, message = "skipped", str(why)
             except Unsupported as why:

@@ -66,6 +66,7 @@ KINDS: Mapping[str, str] = MappingProxyType(
         "timeout-idle": "nothing arrived for the idle timeout (no SSE frame completed, or no byte of another body)",
         "timeout-total": "the exchange took longer than the total timeout and was cut off",
         "timeout-write": "the gateway did not take the request body within the timeout",
+        "timeout": "a timeout the harness could not attribute to one bound (a replayed one)",
         "too-large": "the body exceeded the maximum response size and was cut off",
         "too-many-events": "the stream exceeded the maximum number of SSE events and was cut off",
         "reset": "the connection was reset or closed before the response was complete",
@@ -146,12 +147,13 @@ class _Deadlines:
         """The message of a timeout of this kind: which bound, in seconds."""
         t = self.timeouts
         return {
+            "timeout": f"timed out (connect {t.connect:g} s, first byte {t.first_byte:g} s, idle {t.idle:g} s)",
             "timeout-connect": f"no connection within the connect timeout ({t.connect:g} s)",
             "timeout-first-byte": f"no status line and headers within the first-byte timeout ({t.first_byte:g} s)",
             "timeout-idle": f"nothing arrived for the idle timeout ({t.idle:g} s) in the middle of the body",
             "timeout-total": f"the exchange took longer than the total timeout ({t.total:g} s) and was cut off",
             "timeout-write": f"the request body was not taken within {t.idle:g} s",
-        }[kind]
+        }.get(kind, f"{kind}: timed out")
 
 
 class _BoundedStream(httpcore.NetworkStream):
@@ -508,10 +510,11 @@ class Transport:
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
-            kind = deadlines.reason or _timeout_kind(exc, status)
+            kind = _replayed_kind(exc) or deadlines.reason or _timeout_kind(exc, status)
             error = TransportError(kind, deadlines.describe(kind))
         except httpx.HTTPError as exc:
-            error = TransportError(_error_kind(exc, status), self.target.mask(str(exc)) or type(exc).__name__)
+            kind = _replayed_kind(exc) or _error_kind(exc, status)
+            error = TransportError(kind, self.target.mask(str(exc)) or type(exc).__name__)
         except Exception as exc:  # a hostile answer must never escape as a traceback
             error = TransportError("http-error", self.target.mask(f"{type(exc).__name__}: {exc}"))
         finally:
@@ -635,14 +638,36 @@ class Transport:
 
 
 def _trim(stream: StreamResult | None) -> StreamResult | None:
-    """A cut stream's result with at most KEPT_AFTER_CUT_EVENTS events (the findings and counts all stay)."""
-    if stream is None or len(stream.events) <= KEPT_AFTER_CUT_EVENTS:
+    """A cut stream's result with its first events only (KEPT_AFTER_CUT_*); its findings and counts all stay."""
+    if stream is None:
+        return None
+    kept = size = 0
+    for event in stream.events:
+        size += len(event.raw)
+        if kept >= KEPT_AFTER_CUT_EVENTS or size > KEPT_AFTER_CUT_BYTES:
+            break
+        kept += 1
+    message = _trim_message(stream.message)
+    if kept == len(stream.events) and message is stream.message:
         return stream
-    return replace(
-        stream,
-        events=stream.events[:KEPT_AFTER_CUT_EVENTS],
-        payloads=stream.payloads[:KEPT_AFTER_CUT_EVENTS],
-    )
+    return replace(stream, events=stream.events[:kept], payloads=stream.payloads[:kept], message=message)
+
+
+def _trim_message(message: dict[str, Any]) -> dict[str, Any]:
+    """The accumulated message with no block string longer than KEPT_AFTER_CUT_BYTES (the same dict if none is)."""
+    content = message.get("content")
+    if not isinstance(content, list) or not any(
+        isinstance(block, dict) and any(isinstance(v, str) and len(v) > KEPT_AFTER_CUT_BYTES for v in block.values())
+        for block in content
+    ):
+        return message
+    blocks = [
+        {k: v[:KEPT_AFTER_CUT_BYTES] if isinstance(v, str) else v for k, v in block.items()}
+        if isinstance(block, dict)
+        else block
+        for block in content
+    ]
+    return {**message, "content": blocks}
 
 
 def _asks_usage(spec: RequestSpec) -> bool:
@@ -650,6 +675,12 @@ def _asks_usage(spec: RequestSpec) -> bool:
     body = spec.json if isinstance(spec.json, dict) else {}
     options = body.get("stream_options")
     return spec.flavour == "openai" and isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _replayed_kind(exc: Exception) -> str | None:
+    """The kind a replayed exception carries (conformance.replay sets `.kind` to the recorded one), if any."""
+    kind = getattr(exc, "kind", None)
+    return kind if isinstance(kind, str) and kind in KINDS else None
 
 
 def _timeout_kind(exc: httpx.TimeoutException, status: int | None) -> str:

@@ -438,14 +438,24 @@ def test_check(case: Case) -> None:
         assert (result.reproduce or "").startswith("curl "), result.reproduce
 
 
+# Areas whose checks have their selftests, and a coverage test of their own, in another file.
+SELFTESTS_ELSEWHERE = {
+    "propagation": "tests/test_propagation_checks.py",
+    "transport": "tests/test_transport_checks.py",
+}
+
+
 def test_every_check_has_a_conformant_and_a_deviant_case() -> None:
     """A check without selftests (a new one, say) fails here by name."""
     load_all()
+    for area, path in SELFTESTS_ELSEWHERE.items():
+        assert (Path(__file__).parent.parent / path).exists(), f"{area} checks' selftests are missing: {path}"
     conformant = {c.check for c in CONFORMANT}
     deviants = {c.check for c in DEVIANT}
     missing = {
         check_id: [kind for kind, have in (("conformant", conformant), ("deviant", deviants)) if check_id not in have]
         for check_id in sorted(CHECKS)
+        if CHECKS[check_id].area not in SELFTESTS_ELSEWHERE
     }
     missing = {k: v for k, v in missing.items() if v}
     assert not missing, "checks without a selftest case: " + "; ".join(

@@ -282,3 +282,20 @@ def test_suite_command_records_and_adds_upstream_mode_when_available(tmp_path: P
     assert "--upstream-mode" not in limited
     plain = run.suite_command(run.SuiteFeatures(), url, "ref-openai", tmp_path, upstream_mode=True)
     assert plain[3] == "check" and "--out" not in plain and "--upstream-mode" not in plain
+
+
+def test_recorded_litellm_traffic_replays_offline_to_its_findings() -> None:
+    fixtures = pytest.importorskip("conformance.fixtures")
+    entries = {e.name: e for e in fixtures.load_index() if e.name.startswith("litellm-")}
+    if not entries:
+        pytest.skip("no LiteLLM entries in the corpus index (tools/litellm/record_fixture.py --write-index)")
+    # docs/litellm-findings.md: what each route's recording must still show when replayed without a network
+    expected = {
+        "litellm-ref-openai": {"stream_message_start_usage", "stop_sequence_honoured", "error_status_expected"},
+        "litellm-ref-anthropic": {"error_status_expected", "model_matches_schema", "openai_stream_usage_chunk"},
+    }
+    for name, checks in expected.items():
+        outcome = fixtures.replay_entry(entries[name])
+        assert outcome.problems() == [], name
+        assert outcome.report.verdict == "non-conformant"
+        assert checks <= outcome.failed, name

@@ -136,7 +136,7 @@ def test_a_stream_cut_in_the_middle_of_a_frame(tmp_path: object) -> None:
     with canned_server(cut_mid_frame) as url:
         live, replay, live_ex, replay_ex = run_live_then_replay(Target(url, Secret(KEY)), tmp_path)
     failed = assert_same_findings(live, replay)
-    assert {"stream_ends_with_message_stop", "stream_framing_clean"} <= failed
+    assert "stream_ends_with_message_stop" in failed
     assert live_ex.error is not None and live_ex.error.kind == "truncated-chunked"
     assert_same_exchange(live_ex, replay_ex)
 
@@ -145,7 +145,8 @@ def test_a_final_frame_without_its_blank_line(tmp_path: object) -> None:
     with canned_server(no_final_blank_line) as url:
         live, replay, live_ex, replay_ex = run_live_then_replay(Target(url, Secret(KEY)), tmp_path)
     failed = assert_same_findings(live, replay)
-    assert "stream_framing_clean" in failed
+    # The SDKs drop a frame without its blank line: here that is the message_stop.
+    assert "stream_ends_with_message_stop" in failed
     assert live_ex.error is None
     assert_same_exchange(live_ex, replay_ex)
     assert len(live_ex.chunks) > 5  # the pieces arrived apart, and came back apart

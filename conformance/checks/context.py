@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,27 @@ from conformance.target import Target
 
 if TYPE_CHECKING:
     from conformance.probes import Probe
+
+
+class ReadExchanges(Mapping[str, Exchange]):
+    """A probe's exchanges by role, remembering the one a check read last: that is the one a report shows."""
+
+    __slots__ = ("_data", "last_read")
+
+    def __init__(self, data: Mapping[str, Exchange]) -> None:
+        self._data = dict(data)
+        self.last_read: Exchange | None = None
+
+    def __getitem__(self, role: str) -> Exchange:
+        exchange = self._data[role]
+        self.last_read = exchange
+        return exchange
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 @dataclass(frozen=True, slots=True)

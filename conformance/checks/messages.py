@@ -174,9 +174,9 @@ def accepts_x_api_key(ctx: CheckContext) -> None:
     expect_status(ctx.exchange, (200,), "request authenticated with x-api-key")
 
 
-@check(severity="info", area="auth", section="1.1")
+@check(severity="must", area="auth", section="9")
 def accepts_bearer(ctx: CheckContext) -> None:
-    """The key sent as Authorization: Bearer is accepted (the SDKs' auth_token)."""
+    """The key sent as Authorization: Bearer is accepted (anthropic 2.12.0 sends api_key that way)."""
     if ctx.target.api_key is None:
         raise NotApplicable("no key configured (set GATEWAY_API_KEY)")
     expect_status(ctx.exchange, (200,), "request authenticated with Authorization: Bearer")

@@ -106,8 +106,17 @@ def _answer(model: str, stream: bool, text: str = "Hello there") -> bytes:
     return json.dumps(_message(model, text), separators=(",", ":")).encode()
 
 
-@functools.cache
+_BOMBS_LOCK = threading.Lock()
+
+
 def gzip_bomb(prefix: bytes, suffix: bytes, size: int = BOMB_BYTES) -> tuple[bytes, bytes, int, bytes]:
+    """The bomb of _gzip_bomb, built once per process even when several threads ask for it at once."""
+    with _BOMBS_LOCK:
+        return _gzip_bomb(prefix, suffix, size)
+
+
+@functools.cache
+def _gzip_bomb(prefix: bytes, suffix: bytes, size: int) -> tuple[bytes, bytes, int, bytes]:
     """(head, block, count, tail): head + block * count + tail is one gzip stream of prefix, size spaces, suffix.
 
     Each 1 MiB of spaces is compressed after a full flush, which resets the deflate state, so every block
@@ -257,8 +266,11 @@ class HostileFaults:
         self._recorder = _Recorder(self._key) if fault == "redirect-cross-origin" else None
         if fault == "gzip-bomb":
             # A CRC over a gigabyte takes a few tenths of a second: done now, in the background, not on a request.
-            for ends in (_BOMB_JSON, _BOMB_SSE):
-                threading.Thread(target=gzip_bomb, args=ends, name="hostile-gzip-bomb", daemon=True).start()
+            def build() -> None:
+                for ends in (_BOMB_JSON, _BOMB_SSE):
+                    gzip_bomb(*ends)
+
+            threading.Thread(target=build, name="hostile-gzip-bomb", daemon=True).start()
         self._handlers: dict[str, Callable[[Scope, Receive, Send, bool, str], Awaitable[None]]] = {
             "drip": self._drip,
             "drip-headers": self._drip_headers,
