@@ -123,6 +123,11 @@ class StreamReader:
         self._gaps: list[float] = []
         self._result: StreamResult | None = None
 
+    @property
+    def events_seen(self) -> int:
+        """Events decoded so far, kept or not (the transport stops reading at its cap)."""
+        return self._count
+
     def feed(self, chunk: bytes, t: float) -> None:
         """Take the next chunk of the body, received at time t."""
         if self._result is not None or not chunk:

@@ -241,7 +241,9 @@ def bounded_client(timeouts: Timeouts) -> httpx.Client:
         pool._network_backend = _BoundedBackend(pool._network_backend)
     return httpx.Client(
         transport=transport,
-        timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.first_byte, write=timeouts.idle, pool=None),
+        timeout=httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.first_byte, write=timeouts.idle, pool=timeouts.connect
+        ),
         follow_redirects=False,  # a redirect must never carry the key to another origin
         trust_env=False,  # environment proxies would send loopback traffic elsewhere
     )
@@ -403,7 +405,7 @@ class _Body:
 
 def _events_seen(reader: StreamReader) -> int:
     # StreamReader counts every event (kept or not) but has no public accessor yet.
-    count: int = reader._count
+    count: int = reader.events_seen
     return count
 
 

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from conformance.gateway import FAULTS, GatewayConfig, RunningGateway, start_subprocess
+from conformance.gateway.faults import HOSTILE_FAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-sonnet-5"
@@ -169,7 +170,7 @@ def test_fault_list_prints_every_fault() -> None:
     )  # fmt: skip
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == list(FAULTS)
+    assert [line.split()[0] for line in lines] == [*FAULTS, *HOSTILE_FAULTS]
 
 
 def test_unknown_fault_is_a_usage_error() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import socket
 import zlib
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import httpx
 import pytest
 
-from conformance.checks import load_all
+from conformance.checks import CHECKS, load_all
 from conformance.checks.transport import TRANSPORT_CHECKS
 from conformance.exchange import Exchange, RequestSpec, TransportError
 from conformance.probes import Probe, basic_body, post_messages
@@ -68,38 +68,69 @@ def conformant() -> dict[str, Recorded]:
     return {"json": fixture("messages_basic/json.txt"), "stream": fixture("messages_stream/stream.txt")}
 
 
-def test_a_conformant_exchange_passes_both_checks() -> None:
-    results = judge(conformant())
-    assert {check: r.outcome for check, r in results.items()} == dict.fromkeys(TRANSPORT_CHECKS, "passed")
+def stream_cut() -> dict[str, Recorded]:
+    return {**conformant(), "stream": fixture("messages_stream--stream-cut/stream.txt")}
 
 
-def test_a_stream_cut_by_a_reset_fails_response_within_bounds() -> None:
-    recorded = {**conformant(), "stream": fixture("messages_stream--stream-cut/stream.txt")}
-    result = judge(recorded)["response_within_bounds"]
-    assert result.outcome == "failed"
-    assert result.message.startswith("1 of 2 exchange(s) did not complete")
-    assert "stream: reset: peer closed connection" in result.message
-    assert (result.reproduce or "").startswith("curl ") and result.evidence
-    assert judge(recorded)["no_cross_origin_redirect"].outcome == "passed"
+def _redirect(location: str) -> Callable[[], dict[str, Recorded]]:
+    def recorded() -> dict[str, Recorded]:
+        moved = replace(fixture("messages_basic/json.txt"), status=307, reason="Temporary Redirect")
+        return {**conformant(), "json": moved.with_header("location", location).with_body(b"")}
+
+    return recorded
 
 
-def _redirect(location: str) -> Recorded:
-    moved = replace(fixture("messages_basic/json.txt"), status=307, reason="Temporary Redirect")
-    return moved.with_header("location", location).with_body(b"")
+@dataclass(frozen=True)
+class Case:
+    """One transport check on one set of recordings, with the outcome expected and a fragment of its message."""
+
+    check: str
+    outcome: str
+    recorded: Callable[[], dict[str, Recorded]] = field(compare=False)
+    fragment: str = ""
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.check}-{'conformant' if self.outcome == 'passed' else 'deviant'}" + (
+            f"-{self.label}" if self.label else ""
+        )
 
 
-def test_a_redirect_to_another_origin_fails_no_cross_origin_redirect() -> None:
-    results = judge({**conformant(), "json": _redirect("http://127.0.0.2:8787/v1/messages")})
-    result = results["no_cross_origin_redirect"]
-    assert result.outcome == "failed"
-    assert "json: redirect-cross-origin: HTTP 307 redirects to http://127.0.0.2:8787/v1/messages" in result.message
-    assert "not followed" in result.message and KEY not in result.message
-    assert results["response_within_bounds"].outcome == "passed"  # the redirect is its own finding
+CONFORMANT = [
+    *(Case(check_id, "passed", conformant) for check_id in TRANSPORT_CHECKS),
+    # A redirect on the gateway's own origin is not this finding (the status checks judge it).
+    Case("no_cross_origin_redirect", "passed", _redirect("/v1/messages/elsewhere"), label="relative"),
+    Case("no_cross_origin_redirect", "passed", _redirect("HTTP://127.0.0.1:8787/v1/x"), label="same-origin"),
+    Case("response_within_bounds", "passed", _redirect("http://127.0.0.2:8787/v1/messages"), label="redirect"),
+]
+DEVIANT = [
+    Case("response_within_bounds", "failed", stream_cut, "1 of 2 exchange(s) did not complete"),
+    Case("response_within_bounds", "failed", stream_cut, "stream: reset: peer closed connection", label="kind"),
+    Case(
+        "no_cross_origin_redirect",
+        "failed",
+        _redirect("http://127.0.0.2:8787/v1/messages"),
+        "json: redirect-cross-origin: HTTP 307 redirects to http://127.0.0.2:8787/v1/messages",
+    ),
+    Case("no_cross_origin_redirect", "failed", _redirect("http://127.0.0.1:9999/"), "not followed", label="port"),
+]
 
 
-@pytest.mark.parametrize("location", ["/v1/messages/elsewhere", "http://127.0.0.1:8787/v1/x", "HTTP://127.0.0.1:8787/"])
-def test_a_redirect_on_the_same_origin_is_not_a_cross_origin_finding(location: str) -> None:
-    assert judge({**conformant(), "json": _redirect(location)})["no_cross_origin_redirect"].outcome == "passed"
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CONFORMANT + DEVIANT])
+def test_check(case: Case) -> None:
+    result = judge(case.recorded())[case.check]
+    assert (result.outcome, case.fragment in result.message) == (case.outcome, True), result.message
+    if case.outcome == "failed":
+        assert result.evidence and (result.reproduce or "").startswith("curl "), result
+        assert KEY not in result.message + (result.reproduce or "")
+
+
+def test_every_transport_check_has_a_conformant_and_a_deviant_case_here() -> None:
+    registered = {check_id for check_id, spec in CHECKS.items() if spec.area == "transport"}
+    assert registered == set(TRANSPORT_CHECKS)
+    conformant, deviant = {c.check for c in CONFORMANT}, {c.check for c in DEVIANT}
+    assert registered <= conformant and registered <= deviant, (registered - conformant, registered - deviant)
 
 
 def test_a_timeout_names_its_kind_and_bound_in_the_message() -> None:

@@ -15,7 +15,7 @@ from conformance.gateway.config import (
     MAX_BODY_BYTES,
     GatewayConfig,
 )
-from conformance.gateway.faults import describe_faults
+from conformance.gateway.faults import describe_faults, describe_hostile_faults
 from conformance.gateway.runner import bind, gateway_url, uvicorn_server
 
 __all__ = ["add_arguments", "config_from_args", "main", "run"]
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="serve a named deviation from protocol.md section 7 (repeatable); `--fault list` lists them",
+        help="serve a protocol.md section 7 deviation or a hostile behaviour (repeatable); `--fault list` lists them",
     )
     group.add_argument("--list-faults", action="store_true", help="list the fault names and exit")
     group.add_argument(
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; prints one line with the URL (and the key when it made one up)."""
     if args.list_faults or "list" in args.fault:
         print(describe_faults())
+        print(describe_hostile_faults())
         return 0
     try:
         config, made_up = config_from_args(args).with_key()
