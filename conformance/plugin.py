@@ -217,8 +217,10 @@ def planned_requests(config: pytest.Config, items: list[pytest.Item]) -> str:
     probes += [_params(item).get("upstream_probe") for item in items]
     probes = [p for p in probes if hasattr(p, "request_count")]
     probe_requests = sum(p.request_count for p in probes)
-    property_checks = {"test_valid_requests": "property_valid_requests_served",
-                       "test_invalid_requests": "property_invalid_requests_rejected"}
+    property_checks = {
+        "test_valid_requests": "property_valid_requests_served",
+        "test_invalid_requests": "property_invalid_requests_rejected",
+    }
     properties = sum(
         1
         for item in items
