@@ -44,6 +44,8 @@ def benchmarks(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "benchmarks/stream_validation.py")
     session.run("python", "benchmarks/gateway_throughput.py")
+    session.run("python", "benchmarks/locust_validation.py")
+    session.run("python", "benchmarks/peak_memory.py")
 
 
 @nox.session(python=PYTHON)
