@@ -209,9 +209,9 @@ def run_check(args: argparse.Namespace) -> int:
         print("error: --max-examples must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
     if not args.report_dir:
-        from datetime import datetime
+        from conformance.reporting.files import run_directory
 
-        args.report_dir = str(Path("reports") / f"conformance-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        args.report_dir = str(run_directory(Path("reports"), "conformance"))
     if args.replay:
         return _run_replay(args)
     url = args.gateway_url or os.environ.get("GATEWAY_URL")

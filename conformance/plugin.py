@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,8 +250,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _report_dir(config: pytest.Config) -> Path:
     if config.option.report_dir:
         return Path(config.option.report_dir)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("reports") / f"conformance-{stamp}"
+    from conformance.reporting.files import run_directory
+
+    return run_directory(Path("reports"), "conformance")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

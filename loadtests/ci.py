@@ -18,11 +18,11 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from conformance.gateway import GatewayConfig, start_subprocess
+from conformance.reporting.files import run_directory as shared_run_directory
 from conformance.target import mask_secrets
 
 __all__ = ["LOCUSTFILE", "LocustRun", "child_env", "locust_command", "main", "run_directory", "run_locust"]
@@ -110,16 +110,7 @@ def _text(value: str | bytes | None) -> str:
 
 def run_directory(parent: Path) -> Path:
     """A new reports/load-<UTC timestamp>[-n]/ directory (never one another run is using)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = parent / (f"load-{stamp}" if n == 1 else f"load-{stamp}-{n}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free run directory under {parent}")
+    return shared_run_directory(parent, "load")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

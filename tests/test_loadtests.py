@@ -33,7 +33,7 @@ from loadtests.thresholds import evaluate, ratelimit_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = ROOT / "tests" / "transcripts"
-KEY = "sk-ant-test-load-secret-0123456789"
+KEY = "sk-test-load-secret-0123456789"
 
 
 def headers(values: dict[str, str]):  # type: ignore[no-untyped-def]

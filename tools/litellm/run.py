@@ -36,6 +36,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from conformance.reporting.files import run_directory as shared_run_directory
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
@@ -603,16 +605,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 
 def run_directory(parent: Path) -> Path:
     """A new reports/litellm-<UTC timestamp>[-n]/."""
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = parent / (f"litellm-{stamp}" if n == 1 else f"litellm-{stamp}-{n}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free run directory under {parent}")
+    return shared_run_directory(parent, "litellm")
 
 
 def clean_stale(cache: Path, *, log: Callable[[str], None] = print) -> None:
