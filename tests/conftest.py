@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,3 +36,16 @@ def gateway_factory() -> Iterator[GatewayFactory]:
     # In parallel: each stop waits for uvicorn's exit tick (~0.1 s).
     with ThreadPoolExecutor(max_workers=max(len(started), 1)) as pool:
         list(pool.map(RunningGateway.stop, started))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a connection or resolve a name fails the test: for the offline selftests."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"an offline test tried to reach the network: {args[1:]!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

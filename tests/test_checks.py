@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +38,9 @@ from tests.httpfixtures import (
 )
 
 load_all()
+
+# Offline: any real connection attempt fails a test.
+pytestmark = pytest.mark.usefixtures("no_network")
 
 TEST_KEY = "sk-selftest-not-a-real-key-0123456789"
 TARGET = Target("http://127.0.0.1:8787", Secret(TEST_KEY), model=FIXTURE_MODEL)
@@ -162,18 +164,6 @@ def judge_one(scenario: str, check_id: str, *, edit: Edit | None = None) -> Chec
 def one(recorded: Recorded | list[Recorded]) -> Recorded:
     assert isinstance(recorded, Recorded)
     return recorded
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every request is answered by respx: any real connection attempt fails the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a selftest tried to open a connection: {args[1:]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 # ---------------------------------------------------------------- the cases

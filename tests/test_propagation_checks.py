@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,6 +40,9 @@ from conformance.transport import Transport
 from tests.httpfixtures import Recorded, Replayer
 
 load_all()
+
+# Offline: any real connection attempt fails a test.
+pytestmark = pytest.mark.usefixtures("no_network")
 
 KEY = "sk-selftest-propagation-0123456789"
 TARGET = Target("http://127.0.0.1:8787", Secret(KEY), model="claude-sonnet-4-6")
@@ -116,18 +118,6 @@ def judge(probe_id: str, check_id: str, edit: Edit | None = None) -> CheckResult
         run = ConformanceRun(TARGET, transport=replay.transport, checks=[check_id])
         (result,) = run.judge(probe, exchanges)
     return result
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every answer comes from the app in-process or from respx: any real connection attempt fails the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"a selftest tried to open a connection: {args[1:]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 # ---------------------------------------------------------------- edits: what bad gateways do

@@ -7,7 +7,6 @@ streamed (not pre-read) mocked responses, so its own decoders and caps do the wo
 
 from __future__ import annotations
 
-import socket
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,9 @@ from tests.httpfixtures import Recorded, Replayer, fixture
 
 load_all()
 
+# Offline: any real connection attempt fails a test.
+pytestmark = pytest.mark.usefixtures("no_network")
+
 KEY = "sk-selftest-transport-0123456789"
 TARGET = Target("http://127.0.0.1:8787", Secret(KEY), model="claude-sonnet-4-6")
 PROBE = Probe(
@@ -43,17 +45,6 @@ PROBE = Probe(
     (("json", post_messages(basic_body)), ("stream", post_messages(basic_body, stream=True))),
     TRANSPORT_CHECKS,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every request is answered in memory: any real connection attempt fails the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"an offline selftest tried to open a connection: {args[1:]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def judge(recorded: dict[str, Recorded]) -> dict[str, CheckResult]:
