@@ -14,6 +14,7 @@ because whether an anomaly matters depends on the flavour (a data-only frame is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -318,70 +319,82 @@ class AnthropicGrammar(_Grammar):
         self._has_tool_use = False
         self._tool_check_done = False
         self._last_kind: str | None = None
-        self._handlers = {
-            "message_start": self._message_start,
-            "content_block_start": self._block_start,
-            "content_block_delta": self._block_delta,
-            "content_block_stop": self._block_stop,
-            "message_delta": self._message_delta,
-            "message_stop": self._message_stop,
-            "ping": self._ping,
-        }
 
     def feed(self, event: SSEEvent, payload: object) -> None:
         """Advance over one event; payload is its parsed JSON, NOT_JSON, or None when it has no data."""
-        self.events += 1
-        index = event.index
         if event.anomalies:
             self._framing(event)
+        self.feed_fields(event.index, event.event, event.data, payload)
+
+    def feed_fields(self, index: int, name: str | None, data: str | None, payload: object) -> None:
+        """feed() for an event given by its fields, once its framing anomalies (if any) are reported."""
+        self.events += 1
         if type(payload) is not dict:
-            self._not_an_object(event, payload)
+            self._not_an_object(index, name, data, payload)
             return
         kind = payload.get("type")
         if self.stopped or self.errored:
-            self._after_end(f"{_short(kind or event.event)} event", index)
+            self._after_end(f"{_short(kind or name)} event", index)
             return
-        if kind != event.event or type(kind) is not str:
-            kind = self._irregular(event, payload, kind)
+        if kind != name or type(kind) is not str:
+            kind = self._irregular(index, name, payload, kind)
             if kind is None:
                 return
         self._last_kind = kind
-        handler = self._handlers.get(kind)
+        handler = _ANTHROPIC_HANDLERS.get(kind)
         if handler is not None:
             if not self.started and kind != "message_start" and kind != "ping":
                 self._not_started(kind, index)
-            handler(payload, index)
+            handler(self, payload, index)
         elif kind == "error":
-            self._error(event, payload)
+            self._error(index, payload)
         else:
             self.report("unknown-event-type", f"unknown event type {_short(kind)!r} (ignored)", index)
 
-    def _irregular(self, event: SSEEvent, payload: dict[str, Any], kind: object) -> str | None:
+    def text_delta(self, index: int, block: int, text: str) -> bool:
+        """The bulk of every stream, without its payload: a content_block_delta whose data is exactly
+        {"type":"content_block_delta","index":block,"delta":{"type":"text_delta","text":text}}.
+
+        Takes it and returns True when the stream is in the state where feed_fields() would only append the
+        text (message started, not ended, block `block` an open text block); otherwise takes nothing and
+        returns False, and the caller feeds the payload the general way.
+        """
+        if not self.started or self.stopped or self.errored:
+            return False
+        found = self._blocks.get(block)
+        if found is None or found.closed or found.kind != "text":
+            return False
+        self.events += 1
+        self._last_kind = "content_block_delta"
+        found.deltas += 1
+        found.parts.append(text)
+        if text:
+            self.content_deltas += 1
+        return True
+
+    def _irregular(self, index: int, name: str | None, payload: dict[str, Any], kind: object) -> str | None:
         """Event name and data.type disagree or type is missing: report, and say what to dispatch on."""
-        name = event.event
-        index = event.index
         if type(kind) is not str:
             if "error" in payload:
-                self._error(event, payload)
+                self._error(index, payload)
                 return None
             self.report("missing-type", f"expected data with a string type, got keys {sorted(payload)[:8]}", index)
-            return name if name is not None and name in self._handlers else None
+            return name if name is not None and name in _ANTHROPIC_HANDLERS else None
         if name is not None:
             self.report("event-name-mismatch", f"event name {_short(name)!r} but data.type {_short(kind)!r}", index)
         return kind
 
-    def _not_an_object(self, event: SSEEvent, payload: object) -> None:
-        index = event.index
+    def _not_an_object(self, index: int, name: str | None, data: str | None, payload: object) -> None:
         if payload is None:
             return  # no data: the framing anomaly already says so
-        data = event.data or ""
+        data = data or ""
         if data.startswith("[DONE]"):
             self.report("done-sentinel", f"expected no [DONE] sentinel on an Anthropic stream, got {data!r}", index)
             return
         if self.stopped or self.errored:
             self._after_end(f"data {_short(data)!r}", index)
             return
-        if event.event == "error":
+        if name == "error":
             self.errored = True
             self.error = data
             self.report("malformed-error-event", f"error event data is not a JSON object: {_short(data)!r}", index)
@@ -609,8 +622,7 @@ class AnthropicGrammar(_Grammar):
         self.complete = True
         self._check_stop_reason()
 
-    def _error(self, event: SSEEvent, payload: dict[str, Any]) -> None:
-        index = event.index
+    def _error(self, index: int, payload: dict[str, Any]) -> None:
         self.errored = True
         self.error = payload
         if payload.get("type") != "error":
@@ -678,6 +690,19 @@ class AnthropicGrammar(_Grammar):
         return message
 
 
+# Dispatch on the event type, kept on no instance: a dict of bound methods would make every grammar a reference
+# cycle, left for the cyclic garbage collector (a measurable cost per stream under load).
+_ANTHROPIC_HANDLERS: dict[str, Callable[[AnthropicGrammar, dict[str, Any], int], None]] = {
+    "message_start": AnthropicGrammar._message_start,
+    "content_block_start": AnthropicGrammar._block_start,
+    "content_block_delta": AnthropicGrammar._block_delta,
+    "content_block_stop": AnthropicGrammar._block_stop,
+    "message_delta": AnthropicGrammar._message_delta,
+    "message_stop": AnthropicGrammar._message_stop,
+    "ping": AnthropicGrammar._ping,
+}
+
+
 # ----------------------------------------------------------------------------------------------- OpenAI
 
 
@@ -729,21 +754,27 @@ class OpenAIGrammar(_Grammar):
 
     def feed(self, event: SSEEvent, payload: object) -> None:
         """Advance over one event; payload is its parsed JSON, NOT_JSON, or None when it has no data."""
-        self.events += 1
-        index = event.index
         if event.anomalies:
             self._framing(event)
+        if event.data is None and not self.done:
+            self.events += 1
+            if event.event is None and (event.id is not None or event.retry is not None):
+                self.report(
+                    "no-data-field", "frame has id/retry but no data (the OpenAI SDK parses '' as JSON)", event.index
+                )
+            return
+        self.feed_fields(event.index, event.event, event.data, payload)
+
+    def feed_fields(self, index: int, name: str | None, data: str | None, payload: object) -> None:
+        """feed() for an event given by its fields, once its framing anomalies (if any) are reported."""
+        self.events += 1
         if self.done:
-            self.report("event-after-done", f"expected EOF after [DONE], got {_short(event.data)!r}", index)
+            self.report("event-after-done", f"expected EOF after [DONE], got {_short(data)!r}", index)
             return
         if type(payload) is not dict:
-            data = event.data
             if data is None:
-                if event.event is None and (event.id is not None or event.retry is not None):
-                    self.report(
-                        "no-data-field", "frame has id/retry but no data (the OpenAI SDK parses '' as JSON)", index
-                    )
-            elif data.startswith("[DONE]"):
+                return  # no data: the framing anomaly already says so
+            if data.startswith("[DONE]"):
                 self.done = True
                 self.complete = True
             elif payload is NOT_JSON:

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["DESCRIPTIONS", "Anomaly", "SSEDecoder", "SSEEvent", "decode_all"]
+__all__ = ["DESCRIPTIONS", "PLAIN_DATA_FRAME", "PLAIN_NAMED_FRAME", "Anomaly", "SSEDecoder", "SSEEvent", "decode_all"]
 
 
 class Anomaly(StrEnum):
@@ -107,6 +107,13 @@ def _make_event(
     return made
 
 
+# Plain frames: `event: NAME` (when an event line is expected) or nothing, then one `data:` line with one space,
+# LF endings (`.` is anything but LF; CR is ruled out before). Such frames cannot carry an anomaly.
+PLAIN_NAMED_FRAME = r"event: (.*)\ndata: (.+)\n\n"  # groups: name, data
+PLAIN_DATA_FRAME = r"data: (.+)\n\n"  # group: data
+_ONLY_PLAIN_NAMED = re.compile(r"(?:event: .*\ndata: .+\n\n)+")
+_ONLY_PLAIN_DATA = re.compile(r"(?:data: .+\n\n)+")
+
 # Two line terminators in a row end a frame. Atomic groups stop "\r\n" from being read as "\r" then "\n".
 _FRAME_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -186,6 +193,39 @@ class SSEDecoder:
             self._t_first = t
             events.extend(self._scan(rest, 0, t))
         return events
+
+    def feed_plain(self, chunk: bytes) -> str | None:
+        """The fast path of feed() for a chunk of whole plain frames: takes it and returns it decoded, or None.
+
+        When nothing is pending and the chunk is valid UTF-8 made only of plain frames back to back (see
+        PLAIN_NAMED_FRAME, or PLAIN_DATA_FRAME when no `event:` line is expected), takes it as feed() would,
+        without building SSEEvent objects, and returns its text: the caller cuts the frames out of it with a
+        pattern that matches them. `self.events` counts them; frame i of k has index `self.events - k + i`.
+        Otherwise takes nothing and returns None: call feed() with the same chunk.
+        """
+        if (
+            self._plen
+            or self._held is not None
+            or self._discard
+            or self.closed
+            or self._styles > _LF
+            or len(chunk) > self.max_event_bytes
+            or chunk[-2:] != b"\n\n"
+        ):
+            return None
+        try:
+            text = chunk.decode()
+        except UnicodeDecodeError:
+            return None
+        if "\r" in text:
+            return None
+        if (_ONLY_PLAIN_NAMED if self.expect_event_field else _ONLY_PLAIN_DATA).fullmatch(text) is None:
+            return None
+        self.bytes_received += len(chunk)
+        self._offset = self.bytes_received
+        self._styles = _LF
+        self.events += text.count("\n\n")
+        return text
 
     def close(self, t: float) -> list[SSEEvent]:
         """End of body at time t: flush a pending frame, flagged unterminated."""

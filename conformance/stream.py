@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
-from conformance.sse import Anomaly, SSEDecoder, SSEEvent
+from conformance.sse import PLAIN_DATA_FRAME, PLAIN_NAMED_FRAME, Anomaly, SSEDecoder, SSEEvent
 
 __all__ = ["Flavour", "StreamReader", "StreamResult", "StreamTimings", "parse_json"]
 
@@ -43,6 +44,27 @@ def parse_json(data: str) -> object:
     if end != len(data) and data[end:].strip(_JSON_SPACE):
         return NOT_JSON
     return value
+
+
+# The event that is most of every Anthropic stream, as the Anthropic API and the reference gateway serialize
+# it (compact, keys in this order). Data that matches is JSON, and an instance of the stream-event schema
+# whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
+# without building, parsing or validating a payload. Any other plain frame takes the general path.
+_JSON_STRING_BODY = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
+_TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
+_ANTHROPIC_FRAMES = re.compile(
+    r'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,8}),'
+    r'"delta":\{"type":"text_delta","text":"(' + _JSON_STRING_BODY + r')"\}\}\n\n|' + PLAIN_NAMED_FRAME
+).findall  # (block index, text) of a text delta, or ("", "", name, data)
+_OPENAI_FRAMES = re.compile(PLAIN_DATA_FRAME).findall
+
+
+# Schema verdicts are a function of the data text, and most events repeat it exactly (ping, message_stop,
+# block starts and stops, and every stream of a load test asks the same question): short texts found valid are
+# remembered per schema, a bounded set that is emptied when full.
+_MEMO_TEXT = 512
+_MEMO_SIZE = 4096
+_KNOWN_VALID: dict[str, set[str]] = {name: set() for name in ("anthropic/stream-event", "openai/chat-completion-chunk")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +116,19 @@ class StreamReader:
         max_events: int = 100_000,
         expect_usage: bool = False,
         max_event_bytes: int = 1 << 20,
+        plain_path: bool = True,
     ) -> None:
-        """Read one stream of the given flavour for a request sent at t_start (perf_counter seconds)."""
+        """Read one stream of the given flavour for a request sent at t_start (perf_counter seconds).
+
+        plain_path=False turns off the fast path of a reader that keeps no events (tests compare the two).
+        """
         if flavour not in _SCHEMAS:
             raise ValueError(f"flavour must be 'anthropic' or 'openai', got {flavour!r}")
         self.flavour: Flavour = flavour
         self.t_start = t_start
         self.keep_events = keep_events
+        # Without events to keep, plain chunks skip SSEEvent objects (and text deltas their payloads).
+        self._lean = not keep_events and plain_path
         self.max_events = max_events
         self._decoder = SSEDecoder(max_event_bytes=max_event_bytes, expect_event_field=flavour == "anthropic")
         self._grammar: AnthropicGrammar | OpenAIGrammar = (
@@ -113,6 +141,7 @@ class StreamReader:
 
             self._validator = validator(self._schema_name)
             self._is_valid = self._validator.is_valid
+        self._known_valid = _KNOWN_VALID[self._schema_name]
         self._events: list[SSEEvent] = []
         self._payloads: list[object] = []
         self._count = 0
@@ -135,6 +164,11 @@ class StreamReader:
         if self._first_byte is None:
             self._first_byte = t
         decoder = self._decoder
+        if self._lean:
+            text = decoder.feed_plain(chunk)
+            if text is not None:
+                self._take_plain(text, t)
+                return
         events = decoder.feed(chunk, t)
         if events:
             self._take(events)
@@ -187,6 +221,7 @@ class StreamReader:
         keep = self.keep_events
         limit = self.max_events
         scan = _scan_json
+        known = self._known_valid
         for event in events:
             data = event.data
             payload: object = None
@@ -212,8 +247,58 @@ class StreamReader:
             grammar.feed(event, payload)
             if grammar.content_deltas != before:
                 self._content(event.t_end, count <= limit)
-            if is_valid is not None and type(payload) is dict and not is_valid(payload):
-                self._schema_errors(payload, event.index)
+            if is_valid is not None and type(payload) is dict and data not in known:
+                self._check_schema(is_valid, payload, data, event.index)
+
+    def _take_plain(self, text: str, t: float) -> None:
+        """_take() for a chunk of plain frames, all received at t: the same findings in the same order, faster."""
+        count = self._decoder.events - text.count("\n\n")  # events before this chunk
+        if self.flavour == "openai":
+            for data in _OPENAI_FRAMES(text):
+                self._take_data(count, None, data, parse_json(data), t)
+                count += 1
+            return
+        grammar = self._grammar
+        assert isinstance(grammar, AnthropicGrammar)
+        text_delta = grammar.text_delta
+        limit = self.max_events
+        for block, piece, name, data in _ANTHROPIC_FRAMES(text):
+            if not block:
+                self._take_data(count, name, data, parse_json(data), t)
+            else:
+                raw = piece
+                if "\\" in piece:
+                    piece = _scan_json(f'"{piece}"', 0)[0]
+                if count < limit and text_delta(count, int(block), piece):
+                    self._count = count + 1
+                    if piece:
+                        self._content(t, True)
+                else:
+                    payload = {
+                        "type": "content_block_delta",
+                        "index": int(block),
+                        "delta": {"type": "text_delta", "text": piece},
+                    }
+                    data = _TEXT_DELTA_DATA.format(index=block, text=raw)
+                    self._take_data(count, "content_block_delta", data, payload, t)
+            count += 1
+
+    def _take_data(self, index: int, name: str | None, data: str, payload: object, t: float) -> None:
+        """One plain frame's event, its payload parsed: grammar, timing, schema (unless its text is known valid)."""
+        count = self._count = self._count + 1
+        limit = self.max_events
+        grammar = self._grammar
+        if count == limit + 1:
+            grammar.report(
+                "too-many-events", f"more than {limit} events; later ones are checked and counted but not kept", index
+            )
+        before = grammar.content_deltas
+        grammar.feed_fields(index, name, data, payload)
+        if grammar.content_deltas != before:
+            self._content(t, count <= limit)
+        is_valid = self._is_valid
+        if is_valid is not None and type(payload) is dict and data not in self._known_valid:
+            self._check_schema(is_valid, payload, data, index)
 
     def _content(self, t: float, keep_gap: bool) -> None:
         if self._first_content is None:
@@ -221,6 +306,17 @@ class StreamReader:
         elif keep_gap:
             self._gaps.append(t - self._last_content)
         self._last_content = t
+
+    def _check_schema(
+        self, is_valid: Callable[[object], bool], payload: dict[str, Any], data: str | None, index: int
+    ) -> None:
+        if not is_valid(payload):
+            self._schema_errors(payload, index)
+        elif data is not None and len(data) <= _MEMO_TEXT:
+            known = self._known_valid
+            if len(known) >= _MEMO_SIZE:
+                known.clear()
+            known.add(data)
 
     def _schema_errors(self, payload: dict[str, Any], index: int) -> None:
         # Shapes the grammar names better are left to it: a missing `type` (Anthropic) or an in-stream

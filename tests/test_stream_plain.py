@@ -1,0 +1,296 @@
+"""The lean reader's plain-frame path (SSEDecoder.feed_plain + StreamReader._take_plain) against the general one.
+
+The load tests read every stream with keep_events=False, which takes chunks of plain frames without SSEEvent
+objects, and canonical text deltas without a payload or a schema call. These tests hold that path to finding
+exactly what the general path finds, on every transcript, every recorded cassette and generated streams, and
+hold the schemas to what the text-delta template assumes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conformance import stream
+from conformance.cassette import read_cassette
+from conformance.schemas import validator
+from conformance.sse import SSEDecoder
+from conformance.stream import StreamReader, StreamResult
+
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+INDEX: dict[str, dict[str, Any]] = json.loads((TRANSCRIPTS / "index.json").read_text())
+CASSETTES = sorted((Path(stream.__file__).parent / "fixtures" / "cassettes").glob("*.json"))
+
+
+def frames_of(body: bytes) -> list[bytes]:
+    """The body cut after every blank line: one chunk per frame, as a server that flushes each event sends it."""
+    parts = re.split(rb"(?<=\n\n)", body)
+    return [p for p in parts if p]
+
+
+def chunkings(body: bytes) -> dict[str, list[bytes]]:
+    return {
+        "whole": [body] if body else [],
+        "frames": frames_of(body),
+        "pairs": [b"".join(frames_of(body)[i : i + 2]) for i in range(0, len(frames_of(body)), 2)],
+        "7 bytes": [body[i : i + 7] for i in range(0, len(body), 7)],
+    }
+
+
+def read(flavour: str, chunks: list[bytes], *, cause: str = "eof", **options: Any) -> StreamResult:
+    reader = StreamReader(flavour, t_start=0.0, **options)  # type: ignore[arg-type]
+    t = 0.0
+    for chunk in chunks:
+        t += 0.25
+        reader.feed(chunk, t)
+    return reader.close(t + 0.25, cause=cause)
+
+
+def findings(result: StreamResult) -> dict[str, Any]:
+    """Everything a StreamResult says except the kept events themselves."""
+    return {
+        "violations": [(v.code, v.message, v.event_index) for v in result.violations],
+        "anomalies": result.anomalies,
+        "complete": result.complete,
+        "errored": result.errored,
+        "error": result.error,
+        "end_cause": result.end_cause,
+        "message": result.message,
+        "timings": result.timings,
+        "bytes_received": result.bytes_received,
+        "output_tokens": result.output_tokens,
+        "event_count": result.event_count,
+        "content_deltas": result.content_deltas,
+        "violation_counts": result.violation_counts,
+    }
+
+
+def assert_same(flavour: str, chunks: list[bytes], **options: Any) -> StreamResult:
+    plain = read(flavour, chunks, keep_events=False, **options)
+    general = read(flavour, chunks, keep_events=False, plain_path=False, **options)
+    kept = read(flavour, chunks, keep_events=True, **options)
+    assert findings(plain) == findings(general) == findings(kept)
+    return plain
+
+
+@pytest.mark.parametrize("name", sorted(INDEX))
+def test_transcripts_find_the_same_on_either_path(name: str) -> None:
+    entry = INDEX[name]
+    body = (TRANSCRIPTS / name).read_bytes()
+    for chunks in chunkings(body).values():
+        for max_events in (100_000, 4):
+            assert_same(entry["flavour"], chunks, expect_usage=bool(entry.get("expect_usage")), max_events=max_events)
+
+
+@pytest.mark.parametrize("max_events", range(1, 9))
+def test_the_event_limit_falls_at_the_same_event_on_either_path(max_events: int) -> None:
+    body = (TRANSCRIPTS / "anthropic/pings.sse").read_bytes()
+    deltas = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"x"}}\n\n'
+    )
+    start = body.index(b"event: content_block_delta")
+    body = body[:start] + deltas * 6 + body[start:]
+    for chunks in chunkings(body).values():
+        result = assert_same("anthropic", chunks, max_events=max_events)
+        assert ("too-many-events", max_events) in [(v.code, v.event_index) for v in result.violations]
+
+
+def _cassette_streams() -> list[tuple[str, str, list[bytes]]]:
+    found = []
+    for path in CASSETTES:
+        for n, interaction in enumerate(read_cassette(path).interactions):
+            response = interaction.response
+            if response is None or not (response.header("content-type") or "").startswith("text/event-stream"):
+                continue
+            flavour = "openai" if interaction.request.path.startswith("/v1/chat") else "anthropic"
+            found.append((f"{path.stem}#{n}", flavour, [piece for _, piece in response.pieces()]))
+    return found
+
+
+CASSETTE_STREAMS = _cassette_streams()
+
+
+def test_the_corpus_has_streams_of_both_flavours() -> None:
+    assert {flavour for _, flavour, _ in CASSETTE_STREAMS} == {"anthropic", "openai"}
+    assert len(CASSETTE_STREAMS) >= 40
+
+
+@pytest.mark.parametrize(("label", "flavour", "pieces"), CASSETTE_STREAMS, ids=[s[0] for s in CASSETTE_STREAMS])
+def test_recorded_streams_find_the_same_on_either_path(label: str, flavour: str, pieces: list[bytes]) -> None:
+    assert_same(flavour, pieces, expect_usage=flavour == "openai")
+    for chunks in chunkings(b"".join(pieces)).values():
+        assert_same(flavour, chunks, expect_usage=flavour == "openai")
+
+
+def test_the_plain_path_is_taken_for_plain_chunks_and_only_then() -> None:
+    body = (TRANSCRIPTS / "anthropic/basic.sse").read_bytes()
+    decoder = SSEDecoder()
+    assert decoder.feed_plain(body) == body.decode()
+    assert decoder.events == body.count(b"\n\n") and decoder.bytes_received == len(body)
+    for odd in (b"event: ping\r\ndata: {}\r\n\r\n", b": comment\n\n", b"data: {}\n\n", b"event: ping\ndata: {}\n"):
+        assert SSEDecoder().feed_plain(odd) is None
+    assert SSEDecoder(expect_event_field=False).feed_plain(b"data: {}\n\ndata: [DONE]\n\n") is not None
+    held = SSEDecoder()
+    held.feed(b"event: ping\ndata: {", 0.0)
+    assert held.feed_plain(b'"type":"ping"}\n\n') is None  # a frame is pending: only feed() may finish it
+
+
+def test_canonical_text_deltas_skip_payloads_and_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = (TRANSCRIPTS / "anthropic/pings.sse").read_bytes()
+    deltas = body.count(b'"type":"text_delta"')
+    assert deltas >= 2
+    seen: list[object] = []
+    stream._KNOWN_VALID["anthropic/stream-event"].clear()
+    reader = StreamReader("anthropic", t_start=0.0, keep_events=False)
+    checked = reader._is_valid
+    assert checked is not None
+    reader._is_valid = lambda payload: seen.append(payload) or checked(payload)
+    reader.feed(body, 1.0)
+    result = reader.close(2.0)
+    assert result.violations == () and result.content_deltas == deltas
+    assert not [p for p in seen if isinstance(p, dict) and p.get("type") == "content_block_delta"]
+    # Every other event is validated once per distinct text (the repeated pings are remembered as valid).
+    others = {line for line in body.split(b"\n") if line.startswith(b"data: ") and b'"text_delta"' not in line}
+    assert len(seen) == len(others) < body.count(b"\n\n") - deltas
+
+
+JSON_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=JSON_TEXT, index=st.integers(0, 10**9 - 1), ascii_only=st.booleans())
+def test_every_canonical_text_delta_is_schema_valid_and_read_exactly(text: str, index: int, ascii_only: bool) -> None:
+    payload = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only)
+    frame = f"event: content_block_delta\ndata: {data}\n\n"
+    [(block, piece, name, rest)] = stream._ANTHROPIC_FRAMES(frame)
+    assert (block, name, rest) == (str(index), "", "")
+    assert json.loads(f'"{piece}"') == text
+    assert validator("anthropic/stream-event").is_valid(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.text(alphabet='{}[]":,\\/ u0123456789abfnrtxé\x01', max_size=60))
+def test_the_template_matches_only_what_json_reads_as_a_text_delta(data: str) -> None:
+    candidate = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"' + data + '"}}'
+    [(block, piece, _name, rest)] = stream._ANTHROPIC_FRAMES(f"event: content_block_delta\ndata: {candidate}\n\n")
+    if block:
+        parsed = json.loads(candidate)
+        assert parsed["delta"]["text"] == json.loads(f'"{piece}"')
+        assert set(parsed) == {"type", "index", "delta"} and set(parsed["delta"]) == {"type", "text"}
+    else:
+        assert rest == candidate  # left to the general path
+
+
+FRAME = st.one_of(
+    st.builds(
+        lambda i, text: (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}},
+        ),
+        st.integers(0, 2),
+        JSON_TEXT,
+    ),
+    st.builds(
+        lambda i: (
+            "content_block_start",
+            {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+        ),
+        st.integers(0, 2),
+    ),
+    st.builds(lambda i: ("content_block_stop", {"type": "content_block_stop", "index": i}), st.integers(0, 2)),
+    st.just(("ping", {"type": "ping"})),
+    st.just(("message_stop", {"type": "message_stop"})),
+    st.just(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3},
+            },
+        )
+    ),
+    st.just(
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}})
+    ),
+    st.just(
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "x"}},
+        )
+    ),
+    st.just(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})),
+    st.just(("content_block_delta", "not json")),
+)
+START = (
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "m",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        },
+    },
+)
+
+
+def _frame(name: str, payload: object) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.lists(FRAME, max_size=14),
+    started=st.booleans(),
+    split=st.lists(st.integers(1, 5), min_size=1, max_size=6),
+    max_events=st.sampled_from([3, 100]),
+    cause=st.sampled_from(["eof", "reset"]),
+)
+def test_generated_streams_find_the_same_on_either_path(
+    body: list[tuple[str, object]], started: bool, split: list[int], max_events: int, cause: str
+) -> None:
+    frames = [_frame(*f) for f in ([START] if started else []) + body]
+    chunks, pos, k = [], 0, 0
+    while pos < len(frames):
+        size = split[k % len(split)]
+        chunks.append(b"".join(frames[pos : pos + size]))
+        pos += size
+        k += 1
+    plain = read("anthropic", chunks, keep_events=False, max_events=max_events, cause=cause)
+    general = read("anthropic", chunks, keep_events=False, plain_path=False, max_events=max_events, cause=cause)
+    assert findings(plain) == findings(general)
+
+
+def test_invalid_events_are_never_remembered_as_valid() -> None:
+    bad = b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"}}\n\n'
+    for _ in range(3):
+        result = read("anthropic", [bad], keep_events=False)
+        assert "schema-violation" in result.codes()
+    assert bad[len(b"event: message_delta\ndata: ") : -2].decode() not in stream._KNOWN_VALID["anthropic/stream-event"]
+
+
+def test_the_memo_of_valid_texts_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "_MEMO_SIZE", 5)
+    known = stream._KNOWN_VALID["anthropic/stream-event"]
+    known.clear()
+    for i in range(12):
+        read("anthropic", [_frame("content_block_stop", {"type": "content_block_stop", "index": i})], keep_events=False)
+        assert len(known) <= 5
+    long = {"type": "ping", "pad": "x" * (stream._MEMO_TEXT + 1)}
+    read("anthropic", [_frame("ping", long)], keep_events=False)
+    assert not any(len(text) > stream._MEMO_TEXT for text in known)
