@@ -13,10 +13,13 @@ import json.scanner
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
 from conformance.sse import PLAIN_DATA_FRAME, PLAIN_NAMED_FRAME, Anomaly, SSEDecoder, SSEEvent
+
+if TYPE_CHECKING:
+    from conformance.schemas import CompiledValidator
 
 __all__ = ["Flavour", "StreamReader", "StreamResult", "StreamTimings", "parse_json"]
 
@@ -57,6 +60,10 @@ _ANTHROPIC_FRAMES = re.compile(
     r'"delta":\{"type":"text_delta","text":"(' + _JSON_STRING_BODY + r')"\}\}\n\n|' + PLAIN_NAMED_FRAME
 ).findall  # (block index, text) of a text delta, or ("", "", name, data)
 _OPENAI_FRAMES = re.compile(PLAIN_DATA_FRAME).findall
+
+
+# Compiled validators by schema name; conformance.schemas (jsonschema-rs, the registry) loads on first use.
+_VALIDATORS: dict[str, CompiledValidator] = {}
 
 
 # Schema verdicts are a function of the data text, and most events repeat it exactly (ping, message_stop,
@@ -137,9 +144,12 @@ class StreamReader:
         self._is_valid: Callable[[object], bool] | None = None
         self._schema_name = _SCHEMAS[flavour]
         if validate_schema:
-            from conformance.schemas import validator
+            found = _VALIDATORS.get(self._schema_name)
+            if found is None:
+                from conformance.schemas import validator
 
-            self._validator = validator(self._schema_name)
+                found = _VALIDATORS[self._schema_name] = validator(self._schema_name)
+            self._validator = found
             self._is_valid = self._validator.is_valid
         self._known_valid = _KNOWN_VALID[self._schema_name]
         self._events: list[SSEEvent] = []

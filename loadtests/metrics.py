@@ -80,9 +80,22 @@ class Histogram:
         buckets[index] = buckets.get(index, 0) + 1
 
     def add_many(self, values: Iterable[float]) -> None:
-        """Record several values."""
+        """Record several values (add() for each, inlined: a stream's inter-token gaps come here)."""
+        buckets = self.buckets
+        log = math.log
+        ceil = math.ceil
         for value in values:
-            self.add(value)
+            self.count += 1
+            self.total += value
+            if value < self.minimum:
+                self.minimum = value
+            if value > self.maximum:
+                self.maximum = value
+            if value < _MIN_VALUE:
+                self.zeros += 1
+                continue
+            index = ceil(log(value) / _LOG_GAMMA)
+            buckets[index] = buckets.get(index, 0) + 1
 
     def merge(self, other: Histogram) -> None:
         """Add another histogram's samples to this one."""
