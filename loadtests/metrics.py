@@ -66,21 +66,10 @@ class Histogram:
 
     def add(self, value: float) -> None:
         """Record one value (negative values count as zero)."""
-        self.count += 1
-        self.total += value
-        if value < self.minimum:
-            self.minimum = value
-        if value > self.maximum:
-            self.maximum = value
-        if value < _MIN_VALUE:
-            self.zeros += 1
-            return
-        index = math.ceil(math.log(value) / _LOG_GAMMA)
-        buckets = self.buckets
-        buckets[index] = buckets.get(index, 0) + 1
+        self.add_many((value,))
 
     def add_many(self, values: Iterable[float]) -> None:
-        """Record several values (add() for each, inlined: a stream's inter-token gaps come here)."""
+        """Record several values (a stream's inter-token gaps come here in one call)."""
         buckets = self.buckets
         log = math.log
         ceil = math.ceil

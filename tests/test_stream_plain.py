@@ -22,6 +22,7 @@ from conformance.cassette import read_cassette
 from conformance.schemas import validator
 from conformance.sse import SSEDecoder
 from conformance.stream import StreamReader, StreamResult
+from tests.test_grammar import START
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 INDEX: dict[str, dict[str, Any]] = json.loads((TRANSCRIPTS / "index.json").read_text())
@@ -230,22 +231,6 @@ FRAME = st.one_of(
     st.just(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})),
     st.just(("content_block_delta", "not json")),
 )
-START = (
-    "message_start",
-    {
-        "type": "message_start",
-        "message": {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "m",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
-        },
-    },
-)
 
 
 def _frame(name: str, payload: object) -> bytes:
@@ -264,7 +249,7 @@ def _frame(name: str, payload: object) -> bytes:
 def test_generated_streams_find_the_same_on_either_path(
     body: list[tuple[str, object]], started: bool, split: list[int], max_events: int, cause: str
 ) -> None:
-    frames = [_frame(*f) for f in ([START] if started else []) + body]
+    frames = ([START.encode()] if started else []) + [_frame(*f) for f in body]
     chunks, pos, k = [], 0, 0
     while pos < len(frames):
         size = split[k % len(split)]
