@@ -71,7 +71,7 @@ _VALIDATORS: dict[str, CompiledValidator] = {}
 # remembered per schema, a bounded set that is emptied when full.
 _MEMO_TEXT = 512
 _MEMO_SIZE = 4096
-_KNOWN_VALID: dict[str, set[str]] = {name: set() for name in ("anthropic/stream-event", "openai/chat-completion-chunk")}
+_KNOWN_VALID: dict[str, set[str]] = {name: set() for name in _SCHEMAS.values()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +262,7 @@ class StreamReader:
 
     def _take_plain(self, text: str, t: float) -> None:
         """_take() for a chunk of plain frames, all received at t: the same findings in the same order, faster."""
-        count = self._decoder.events - text.count("\n\n")  # events before this chunk
+        count = self._count  # events before this chunk: the index of its first
         if self.flavour == "openai":
             for data in _OPENAI_FRAMES(text):
                 self._take_data(count, None, data, parse_json(data), t)

@@ -36,10 +36,11 @@ def frames_of(body: bytes) -> list[bytes]:
 
 
 def chunkings(body: bytes) -> dict[str, list[bytes]]:
+    frames = frames_of(body)
     return {
         "whole": [body] if body else [],
-        "frames": frames_of(body),
-        "pairs": [b"".join(frames_of(body)[i : i + 2]) for i in range(0, len(frames_of(body)), 2)],
+        "frames": frames,
+        "pairs": [b"".join(frames[i : i + 2]) for i in range(0, len(frames), 2)],
         "7 bytes": [body[i : i + 7] for i in range(0, len(body), 7)],
     }
 
