@@ -309,7 +309,7 @@ class AnthropicGrammar(_Grammar):
         self.output_tokens: int | None = None  # from the last message_delta
         self.error: object = None  # the in-band error payload, when errored
         self._message: dict[str, Any] = {}
-        self._usage: dict[str, Any] = {}
+        self.usage: dict[str, Any] = {}  # message_start's usage, updated by every message_delta
         self._blocks: dict[int, _Block] = {}
         self._open: set[int] = set()
         self._next_index = 0
@@ -351,26 +351,27 @@ class AnthropicGrammar(_Grammar):
         else:
             self.report("unknown-event-type", f"unknown event type {_short(kind)!r} (ignored)", index)
 
-    def text_delta(self, index: int, block: int, text: str) -> bool:
-        """The bulk of every stream, without its payload: a content_block_delta whose data is exactly
-        {"type":"content_block_delta","index":block,"delta":{"type":"text_delta","text":text}}.
+    def text_deltas(self, block: int, texts: list[str]) -> int:
+        """The bulk of every stream, without payloads: consecutive content_block_deltas whose data are exactly
+        {"type":"content_block_delta","index":block,"delta":{"type":"text_delta","text":text}}, one per text.
 
-        Takes it and returns True when the stream is in the state where feed_fields() would only append the
-        text (message started, not ended, block `block` an open text block); otherwise takes nothing and
-        returns False, and the caller feeds the payload the general way.
+        Takes them and returns how many texts are not empty, when the stream is in the state where feed_fields()
+        would only append each text (message started, not ended, block `block` an open text block); otherwise
+        takes nothing and returns -1, and the caller feeds the payloads the general way.
         """
         if not self.started or self.stopped or self.errored:
-            return False
+            return -1
         found = self._blocks.get(block)
         if found is None or found.closed or found.kind != "text":
-            return False
-        self.events += 1
+            return -1
+        n = len(texts)
+        self.events += n
         self._last_kind = "content_block_delta"
-        found.deltas += 1
-        found.parts.append(text)
-        if text:
-            self.content_deltas += 1
-        return True
+        found.deltas += n
+        found.parts += texts
+        filled = n - texts.count("")
+        self.content_deltas += filled
+        return filled
 
     def _irregular(self, index: int, name: str | None, payload: dict[str, Any], kind: object) -> str | None:
         """Event name and data.type disagree or type is missing: report, and say what to dispatch on."""
@@ -430,7 +431,7 @@ class AnthropicGrammar(_Grammar):
             self._message = dict(message)
             usage = message.get("usage")
             if isinstance(usage, dict):
-                self._usage = dict(usage)
+                self.usage = dict(usage)
                 out = usage.get("output_tokens")
                 if type(out) is int:
                     self._start_output = out
@@ -606,7 +607,7 @@ class AnthropicGrammar(_Grammar):
             self.output_tokens = out
         # As the SDK does: message_start's usage, overridden by every non-null value a message_delta sends
         # (the SDK names the keys it copies; taking them all keeps newer counters too).
-        merged = self._usage
+        merged = self.usage
         for key, value in usage.items():
             if value is not None:
                 merged[key] = value
@@ -686,7 +687,7 @@ class AnthropicGrammar(_Grammar):
         }
         message.update(self._message)
         message["content"] = [self._blocks[idx].snapshot() for idx in sorted(self._blocks)]
-        message["usage"] = dict(self._usage)
+        message["usage"] = dict(self.usage)
         return message
 
 

@@ -25,7 +25,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["DESCRIPTIONS", "PLAIN_DATA_FRAME", "PLAIN_NAMED_FRAME", "Anomaly", "SSEDecoder", "SSEEvent", "decode_all"]
+__all__ = [
+    "DESCRIPTIONS",
+    "NOT_PLAIN",
+    "PLAIN_DATA_FRAME",
+    "PLAIN_NAMED_FRAME",
+    "Anomaly",
+    "SSEDecoder",
+    "SSEEvent",
+    "decode_all",
+]
 
 
 class Anomaly(StrEnum):
@@ -111,8 +120,9 @@ def _make_event(
 # LF endings (`.` is anything but LF; CR is ruled out before). Such frames cannot carry an anomaly.
 PLAIN_NAMED_FRAME = r"event: (.*)\ndata: (.+)\n\n"  # groups: name, data
 PLAIN_DATA_FRAME = r"data: (.+)\n\n"  # group: data
-_ONLY_PLAIN_NAMED = re.compile(r"(?:event: .*\ndata: .+\n\n)+")
-_ONLY_PLAIN_DATA = re.compile(r"(?:data: .+\n\n)+")
+# The last alternative of a pattern that cuts text into plain frames with findall(): at the first place where no
+# frame matches, it takes all the rest, so the text was plain frames only when the last match left it empty.
+NOT_PLAIN = r"([\s\S]+)"
 
 # Two line terminators in a row end a frame. Atomic groups stop "\r\n" from being read as "\r" then "\n".
 _FRAME_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
@@ -194,14 +204,14 @@ class SSEDecoder:
             events.extend(self._scan(rest, 0, t))
         return events
 
-    def feed_plain(self, chunk: bytes) -> str | None:
-        """The fast path of feed() for a chunk of whole plain frames: takes it and returns it decoded, or None.
+    def plain_text(self, chunk: bytes) -> str | None:
+        """The chunk decoded, when it may be taken as whole plain frames; None when it must go to feed().
 
-        When nothing is pending and the chunk is valid UTF-8 made only of plain frames back to back (see
-        PLAIN_NAMED_FRAME, or PLAIN_DATA_FRAME when no `event:` line is expected), takes it as feed() would,
-        without building SSEEvent objects, and returns its text: the caller cuts the frames out of it with a
-        pattern that matches them. `self.events` counts them; frame i of k has index `self.events - k + i`.
-        Otherwise takes nothing and returns None: call feed() with the same chunk.
+        Plain frames back to back (PLAIN_NAMED_FRAME, or PLAIN_DATA_FRAME when no `event:` line is expected)
+        carry no anomaly, so a caller that cuts all of the text into such frames may take them itself, without
+        SSEEvent objects, and then call took_plain(); when its pattern leaves anything over (see NOT_PLAIN), it
+        calls feed() with the chunk instead. This checks the rest: nothing pending, valid UTF-8, LF line endings
+        only (in this chunk and before), the chunk ending with a blank line. Takes nothing.
         """
         if (
             self._plen
@@ -217,15 +227,14 @@ class SSEDecoder:
             text = chunk.decode()
         except UnicodeDecodeError:
             return None
-        if "\r" in text:
-            return None
-        if (_ONLY_PLAIN_NAMED if self.expect_event_field else _ONLY_PLAIN_DATA).fullmatch(text) is None:
-            return None
-        self.bytes_received += len(chunk)
+        return None if "\r" in text else text
+
+    def took_plain(self, size: int, frames: int) -> None:
+        """Count a chunk of `size` bytes from plain_text() that the caller took as `frames` plain frames."""
+        self.bytes_received += size
         self._offset = self.bytes_received
         self._styles = _LF
-        self.events += text.count("\n\n")
-        return text
+        self.events += frames
 
     def close(self, t: float) -> list[SSEEvent]:
         """End of body at time t: flush a pending frame, flagged unterminated."""

@@ -1,9 +1,11 @@
 """StreamReader: SSE decoding, JSON, schema validation, the streaming grammar and timing, chunk by chunk.
 
 This is the hot path of the load tests, so it does one pass per event and keeps nothing it was not asked
-to keep: with keep_events=False no event or payload outlives its feed() call (only the accumulated message
-and the timings grow with the stream). Schema validation takes the compiled validator's fast `is_valid` path
-and asks for the (slower) error list only when it fails.
+to keep: with keep_events=False no event outlives its feed() call (only the accumulated message and the
+timings grow with the stream), and the lean path such a reader takes for plain chunks skips what repeats from
+one stream to the next (the payload of the commonest Anthropic event, the parsing of short data texts, the
+schema check of a text already found valid). Schema validation takes the compiled validator's fast `is_valid`
+path and asks for the (slower) error list only when it fails. The message is made when first asked for.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import json
 import json.scanner
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
-from conformance.sse import PLAIN_DATA_FRAME, PLAIN_NAMED_FRAME, Anomaly, SSEDecoder, SSEEvent
+from conformance.sse import NOT_PLAIN, PLAIN_DATA_FRAME, PLAIN_NAMED_FRAME, Anomaly, SSEDecoder, SSEEvent
 
 if TYPE_CHECKING:
     from conformance.schemas import CompiledValidator
@@ -52,14 +54,20 @@ def parse_json(data: str) -> object:
 # The event that is most of every Anthropic stream, as the Anthropic API and the reference gateway serialize
 # it (compact, keys in this order). Data that matches is JSON, and an instance of the stream-event schema
 # whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
-# without building, parsing or validating a payload. Any other plain frame takes the general path.
+# without building, parsing or validating a payload. A run of them to the same block is one match, its texts cut
+# out by one more pattern; any other plain frame takes the general path.
 _JSON_STRING_BODY = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
+_TEXT_DELTA_HEAD = r'event: content_block_delta\ndata: \{"type":"content_block_delta","index":'
+_TEXT_DELTA_TEXT = r',"delta":\{"type":"text_delta","text":"'
+_TEXT_DELTA_TAIL = r'"\}\}\n\n'
 _ANTHROPIC_FRAMES = re.compile(
-    r'event: content_block_delta\ndata: \{"type":"content_block_delta","index":(0|[1-9][0-9]{0,8}),'
-    r'"delta":\{"type":"text_delta","text":"(' + _JSON_STRING_BODY + r')"\}\}\n\n|' + PLAIN_NAMED_FRAME
-).findall  # (block index, text) of a text delta, or ("", "", name, data)
-_OPENAI_FRAMES = re.compile(PLAIN_DATA_FRAME).findall
+    f"{_TEXT_DELTA_HEAD}(0|[1-9][0-9]{{0,8}}){_TEXT_DELTA_TEXT}({_JSON_STRING_BODY}){_TEXT_DELTA_TAIL}"
+    f"((?:{_TEXT_DELTA_HEAD}\\1{_TEXT_DELTA_TEXT}{_JSON_STRING_BODY}{_TEXT_DELTA_TAIL})*)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}"
+).findall  # (block index, first text, the run's further deltas, "", "", "") or ("", "", "", name, data, "")
+_RUN_TEXTS = re.compile(f'"text":"({_JSON_STRING_BODY}){_TEXT_DELTA_TAIL}').findall
+_OPENAI_FRAMES = re.compile(f"{PLAIN_DATA_FRAME}|{NOT_PLAIN}").findall  # (data, "")
+_ZEROS = (0.0,) * 64  # the gaps between content deltas that arrived in the same chunk
 
 
 # Compiled validators by schema name; conformance.schemas (jsonschema-rs, the registry) loads on first use.
@@ -73,8 +81,46 @@ _MEMO_TEXT = 512
 _MEMO_SIZE = 4096
 _KNOWN_VALID: dict[str, set[str]] = {name: set() for name in _SCHEMAS.values()}
 
+# A message_start differs from the last one in its message id alone (and the schema asks only for a non-empty
+# string there): the lean reader remembers its verdict under the text with the id cut to a NUL, which no data
+# text can hold (a raw control character in a JSON string is not JSON).
+_MESSAGE_START_HEAD = '{"type":"message_start","message":{"id":"'
+_ID_AT = len(_MESSAGE_START_HEAD)
 
-@dataclass(frozen=True, slots=True)
+
+def _without_message_id(data: str) -> str:
+    """The memo's key for a message_start data text: the id (when it is plain and not empty) cut to a NUL."""
+    end = data.find('"', _ID_AT)
+    if end <= _ID_AT or "\\" in data[_ID_AT:end]:
+        return data
+    return f"{data[:_ID_AT]}\x00{data[end:]}"
+
+
+# Parsed payloads of short Anthropic data texts, shared by the lean readers of every stream: the same ping,
+# block start and stop, message_delta and message_stop come in every stream of a load test. Only payloads the
+# grammar never hands out are shared: an object whose values are scalars or objects of scalars, not an error
+# (the grammar copies the inner objects it keeps, and keeps an error's payload as it is).
+_SHARED_TEXT = 256
+_SHARED: dict[str, dict[str, Any]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _share(data: str, payload: dict[str, Any]) -> None:
+    """Remember a parsed payload for every lean reader, when the grammar cannot hand it out (see _SHARED)."""
+    if payload.get("type") == "error" or "error" in payload:
+        return
+    for value in payload.values():
+        if type(value) is dict:
+            if not all(isinstance(inner, _SCALARS) for inner in value.values()):
+                return
+        elif not isinstance(value, _SCALARS):
+            return
+    if len(_SHARED) >= _MEMO_SIZE:
+        _SHARED.clear()
+    _SHARED[data] = payload
+
+
+@dataclass(slots=True)
 class StreamTimings:
     """Latencies of one stream, in seconds from the request start."""
 
@@ -84,9 +130,13 @@ class StreamTimings:
     total: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamResult:
-    """Everything one stream showed: events (if kept), violations in event order, the message, timings."""
+    """Everything one stream showed: events (if kept), violations in event order, the message, timings.
+
+    Made once per stream by StreamReader.close() (not frozen: it is built on every request of a load test, and
+    a frozen dataclass's __init__ costs three times as much); nothing changes it afterwards.
+    """
 
     flavour: Flavour
     events: tuple[SSEEvent, ...]
@@ -95,7 +145,6 @@ class StreamResult:
     violations: tuple[Violation, ...]  # framing + schema + grammar, in event order, then end-of-stream ones
     complete: bool
     end_cause: str
-    message: dict[str, Any]
     timings: StreamTimings
     bytes_received: int
     output_tokens: int | None
@@ -104,6 +153,16 @@ class StreamResult:
     event_count: int = 0  # every event, kept or not
     content_deltas: int = 0
     violation_counts: tuple[tuple[str, int], ...] = ()  # every violation counted, even past the kept list
+    usage: dict[str, Any] | None = None  # the usage the stream reported (the message's), None when none
+    grammar: AnthropicGrammar | OpenAIGrammar | None = field(default=None, repr=False, compare=False)
+    _message: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The message the stream accumulated, shaped like the non-streaming response (made on first use)."""
+        if self._message is None:
+            self._message = self.grammar.message() if self.grammar is not None else {}
+        return self._message
 
     def codes(self) -> frozenset[str]:
         """The distinct violation codes found."""
@@ -175,10 +234,14 @@ class StreamReader:
             self._first_byte = t
         decoder = self._decoder
         if self._lean:
-            text = decoder.feed_plain(chunk)
+            text = decoder.plain_text(chunk)
             if text is not None:
-                self._take_plain(text, t)
-                return
+                frames = _ANTHROPIC_FRAMES(text) if self.flavour == "anthropic" else _OPENAI_FRAMES(text)
+                if not frames[-1][-1]:  # nothing is left over: the chunk is plain frames only
+                    first = self._count
+                    self._take_plain(frames, t)
+                    decoder.took_plain(len(chunk), self._count - first)
+                    return
         events = decoder.feed(chunk, t)
         if events:
             self._take(events)
@@ -190,7 +253,9 @@ class StreamReader:
         if self._result is not None:
             return self._result
         decoder = self._decoder
-        self._take(decoder.close(t))
+        events = decoder.close(t)
+        if events:
+            self._take(events)
         if len(decoder.stray_anomalies) != self._strays:
             self._report_strays()
         grammar = self._grammar
@@ -207,7 +272,6 @@ class StreamReader:
             violations=tuple(grammar.violations),
             complete=grammar.complete,
             end_cause=cause,
-            message=grammar.message(),
             timings=StreamTimings(
                 ttfb=None if first is None else first - self.t_start,
                 ttft=None if self._first_content is None else self._first_content - self.t_start,
@@ -220,7 +284,9 @@ class StreamReader:
             error=grammar.error,
             event_count=self._count,
             content_deltas=grammar.content_deltas,
-            violation_counts=tuple(sorted(grammar.violation_counts.items())),
+            violation_counts=tuple(sorted(grammar.violation_counts.items())) if grammar.violation_counts else (),
+            usage=grammar.usage,
+            grammar=grammar,
         )
         return self._result
 
@@ -260,38 +326,49 @@ class StreamReader:
             if is_valid is not None and type(payload) is dict and data not in known:
                 self._check_schema(is_valid, payload, data, event.index)
 
-    def _take_plain(self, text: str, t: float) -> None:
+    def _take_plain(self, frames: list[tuple[str, ...]], t: float) -> None:
         """_take() for a chunk of plain frames, all received at t: the same findings in the same order, faster."""
         count = self._count  # events before this chunk: the index of its first
         if self.flavour == "openai":
-            for data in _OPENAI_FRAMES(text):
+            for data, _ in frames:
                 self._take_data(count, None, data, parse_json(data), t)
                 count += 1
             return
         grammar = self._grammar
         assert isinstance(grammar, AnthropicGrammar)
-        text_delta = grammar.text_delta
         limit = self.max_events
-        for block, piece, name, data in _ANTHROPIC_FRAMES(text):
+        shared = _SHARED
+        for block, piece, more, name, data, _ in frames:
             if not block:
-                self._take_data(count, name, data, parse_json(data), t)
-            else:
-                raw = piece
-                if "\\" in piece:
-                    piece = _scan_json(f'"{piece}"', 0)[0]
-                if count < limit and text_delta(count, int(block), piece):
-                    self._count = count + 1
-                    if piece:
-                        self._content(t, True)
-                else:
-                    payload = {
-                        "type": "content_block_delta",
-                        "index": int(block),
-                        "delta": {"type": "text_delta", "text": piece},
-                    }
-                    data = _TEXT_DELTA_DATA.format(index=block, text=raw)
-                    self._take_data(count, "content_block_delta", data, payload, t)
-            count += 1
+                payload = shared.get(data)
+                if payload is None:
+                    payload = parse_json(data)
+                    if len(data) <= _SHARED_TEXT and type(payload) is dict:
+                        _share(data, payload)
+                self._take_data(count, name, data, payload, t)
+                count += 1
+                continue
+            raws = [piece, *_RUN_TEXTS(more)] if more else [piece]
+            texts = raws
+            if "\\" in piece or "\\" in more:
+                texts = [_scan_json(f'"{raw}"', 0)[0] if "\\" in raw else raw for raw in raws]
+            if count + len(texts) <= limit:
+                filled = grammar.text_deltas(int(block), texts)
+                if filled >= 0:
+                    count = self._count = count + len(texts)
+                    if filled:
+                        self._contents(t, filled)
+                    continue
+            for raw, text in zip(raws, texts, strict=True):  # one by one, the general way
+                payload = {
+                    "type": "content_block_delta",
+                    "index": int(block),
+                    "delta": {"type": "text_delta", "text": text},
+                }
+                self._take_data(
+                    count, "content_block_delta", _TEXT_DELTA_DATA.format(index=block, text=raw), payload, t
+                )
+                count += 1
 
     def _take_data(self, index: int, name: str | None, data: str, payload: object, t: float) -> None:
         """One plain frame's event, its payload parsed: grammar, timing, schema (unless its text is known valid)."""
@@ -307,8 +384,11 @@ class StreamReader:
         if grammar.content_deltas != before:
             self._content(t, count <= limit)
         is_valid = self._is_valid
-        if is_valid is not None and type(payload) is dict and data not in self._known_valid:
-            self._check_schema(is_valid, payload, data, index)
+        if is_valid is not None and type(payload) is dict:
+            if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
+                data = _without_message_id(data)
+            if data not in self._known_valid:
+                self._check_schema(is_valid, payload, data, index)
 
     def _content(self, t: float, keep_gap: bool) -> None:
         if self._first_content is None:
@@ -316,6 +396,18 @@ class StreamReader:
         elif keep_gap:
             self._gaps.append(t - self._last_content)
         self._last_content = t
+
+    def _contents(self, t: float, n: int) -> None:
+        """_content(t, True) n times over."""
+        if self._first_content is None:
+            self._first_content = self._last_content = t
+            n -= 1
+        if n:
+            gaps = self._gaps
+            gaps.append(t - self._last_content)
+            if n > 1:
+                gaps += _ZEROS[: n - 1] if n <= len(_ZEROS) else [0.0] * (n - 1)
+            self._last_content = t
 
     def _check_schema(
         self, is_valid: Callable[[object], bool], payload: dict[str, Any], data: str | None, index: int

@@ -652,7 +652,7 @@ def _trim(stream: StreamResult | None) -> StreamResult | None:
     message = _trim_message(stream.message)
     if kept == len(stream.events) and message is stream.message:
         return stream
-    return replace(stream, events=stream.events[:kept], payloads=stream.payloads[:kept], message=message)
+    return replace(stream, events=stream.events[:kept], payloads=stream.payloads[:kept], _message=message)
 
 
 def _trim_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ percentiles of all samples, not an average of per-worker percentiles.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,25 +66,34 @@ class Histogram:
 
     def add(self, value: float) -> None:
         """Record one value (negative values count as zero)."""
-        self.add_many((value,))
+        self.count += 1
+        self.total += value
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
+        if value < _MIN_VALUE:
+            self.zeros += 1
+        else:
+            index = math.ceil(math.log(value) / _LOG_GAMMA)
+            self.buckets[index] = self.buckets.get(index, 0) + 1
 
-    def add_many(self, values: Iterable[float]) -> None:
-        """Record several values (a stream's inter-token gaps come here in one call)."""
-        buckets = self.buckets
-        log = math.log
-        ceil = math.ceil
+    def add_many(self, values: Sequence[float]) -> None:
+        """Record several values: a stream's inter-token gaps, the zeros among them (deltas read together) in bulk."""
+        zeros = values.count(0.0)
+        if zeros:
+            self.count += zeros
+            self.zeros += zeros
+            if self.minimum > 0.0:
+                self.minimum = 0.0
+            if self.maximum < 0.0:
+                self.maximum = 0.0
+            if zeros == len(values):
+                return
+            values = [value for value in values if value != 0.0]
+        add = self.add
         for value in values:
-            self.count += 1
-            self.total += value
-            if value < self.minimum:
-                self.minimum = value
-            if value > self.maximum:
-                self.maximum = value
-            if value < _MIN_VALUE:
-                self.zeros += 1
-                continue
-            index = ceil(log(value) / _LOG_GAMMA)
-            buckets[index] = buckets.get(index, 0) + 1
+            add(value)
 
     def merge(self, other: Histogram) -> None:
         """Add another histogram's samples to this one."""

@@ -78,9 +78,8 @@ def _int(value: object) -> int | None:
     return value if type(value) is int else None
 
 
-def _usage(flavour: Flavour, message: dict[str, Any]) -> tuple[int | None, int | None]:
+def _usage(flavour: Flavour, usage: object) -> tuple[int | None, int | None]:
     """(output, input) tokens from a Message / chat.completion's usage."""
-    usage = message.get("usage")
     if not isinstance(usage, dict):
         return None, None
     if flavour == "anthropic":
@@ -103,9 +102,11 @@ def _error_type(flavour: Flavour, payload: object) -> str:
 
 def judge_stream(result: StreamResult, *, secrets: tuple[Secret | str | None, ...] = ()) -> Outcome:
     """The verdict on a 2xx event stream, from the StreamReader's result."""
-    output_tokens, input_tokens = _usage(result.flavour, result.message)
+    output_tokens, input_tokens = _usage(result.flavour, result.usage)
     if result.output_tokens is not None:
         output_tokens = result.output_tokens
+    if result.complete and not result.violations and not result.errored:  # the usual answer, quickly
+        return Outcome(output_tokens=output_tokens, input_tokens=input_tokens, violations=result.violation_counts)
     counts = result.violation_counts or tuple((v.code, 1) for v in result.violations)
     common: dict[str, Any] = {"output_tokens": output_tokens, "input_tokens": input_tokens, "violations": counts}
     if result.errored:
@@ -143,7 +144,7 @@ def judge_body(
     payload = parse_json(text)
     if payload is NOT_JSON or not isinstance(payload, dict):
         return Outcome("body-not-json", _short(text[:120], secrets))
-    output_tokens, input_tokens = _usage(flavour, payload)
+    output_tokens, input_tokens = _usage(flavour, payload.get("usage"))
     if validator is not None and not validator(payload):
         from conformance.schemas import validator as compiled
 

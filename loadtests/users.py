@@ -39,6 +39,7 @@ _MAX_ERROR_BODY = 1 << 20
 _MAX_JSON_BODY = 32 << 20
 _IDLE_S = 0.2
 _MAX_PROVOKE = 500  # ratelimit: requests a probe round may send to meet a 429 again
+_MS = 1000.0  # seconds to milliseconds
 
 # The LoadRun of this process, set by the plugin at test start (one Locust environment per process).
 _RUNS: dict[int, LoadRun] = {}
@@ -205,7 +206,7 @@ class GatewayUser(FastHttpUser):
                 timings = result.timings
                 sample.ttfb_ms = None if timings.ttfb is None else timings.ttfb * 1000.0
                 sample.ttft_ms = None if timings.ttft is None else timings.ttft * 1000.0
-                sample.gaps_ms = tuple(g * 1000.0 for g in timings.gaps)
+                sample.gaps_ms = tuple(map(_MS.__mul__, timings.gaps))
                 sample.truncated = outcome.truncated
         else:
             chunks: list[bytes] = []

@@ -1,4 +1,4 @@
-"""The lean reader's plain-frame path (SSEDecoder.feed_plain + StreamReader._take_plain) against the general one.
+"""The lean reader's plain-frame path (SSEDecoder.plain_text + StreamReader._take_plain) against the general one.
 
 The load tests read every stream with keep_events=False, which takes chunks of plain frames without SSEEvent
 objects, and canonical text deltas without a payload or a schema call. These tests hold that path to finding
@@ -134,14 +134,24 @@ def test_recorded_streams_find_the_same_on_either_path(label: str, flavour: str,
 def test_the_plain_path_is_taken_for_plain_chunks_and_only_then() -> None:
     body = (TRANSCRIPTS / "anthropic/basic.sse").read_bytes()
     decoder = SSEDecoder()
-    assert decoder.feed_plain(body) == body.decode()
-    assert decoder.events == body.count(b"\n\n") and decoder.bytes_received == len(body)
-    for odd in (b"event: ping\r\ndata: {}\r\n\r\n", b": comment\n\n", b"data: {}\n\n", b"event: ping\ndata: {}\n"):
-        assert SSEDecoder().feed_plain(odd) is None
-    assert SSEDecoder(expect_event_field=False).feed_plain(b"data: {}\n\ndata: [DONE]\n\n") is not None
+    assert decoder.plain_text(body) == body.decode()
+    assert decoder.events == decoder.bytes_received == 0  # it takes nothing: the caller cuts and counts the frames
+    reader = StreamReader("anthropic", t_start=0.0, keep_events=False)
+    reader.feed(body, 1.0)
+    assert reader._decoder.events == reader.events_seen == body.count(b"\n\n")
+    assert reader._decoder.bytes_received == len(body)
+    for odd in (b"event: ping\r\ndata: {}\r\n\r\n", b"event: ping\ndata: {}\n", b"\xff\n\n"):
+        assert SSEDecoder().plain_text(odd) is None
     held = SSEDecoder()
     held.feed(b"event: ping\ndata: {", 0.0)
-    assert held.feed_plain(b'"type":"ping"}\n\n') is None  # a frame is pending: only feed() may finish it
+    assert held.plain_text(b'"type":"ping"}\n\n') is None  # a frame is pending: only feed() may finish it
+    # Frames the patterns do not cut leave something over, at the first of them: the chunk goes to feed().
+    ping = "event: ping\ndata: {}\n\n"
+    for odd in (": comment\n\n", "data: {}\n\n", "event: ping\n\n", "event: ping\ndata: {}\nid: 1\n\n"):
+        assert stream._ANTHROPIC_FRAMES(ping + odd + ping)[-1][-1] == odd + ping
+    assert stream._ANTHROPIC_FRAMES(ping + ping)[-1][-1] == ""
+    assert stream._OPENAI_FRAMES("data: {}\n\nevent: x\ndata: {}\n\n")[-1][-1] == "event: x\ndata: {}\n\n"
+    assert stream._OPENAI_FRAMES("data: {}\n\ndata: [DONE]\n\n")[-1][-1] == ""
 
 
 def test_canonical_text_deltas_skip_payloads_and_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,8 +182,8 @@ def test_every_canonical_text_delta_is_schema_valid_and_read_exactly(text: str, 
     payload = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only)
     frame = f"event: content_block_delta\ndata: {data}\n\n"
-    [(block, piece, name, rest)] = stream._ANTHROPIC_FRAMES(frame)
-    assert (block, name, rest) == (str(index), "", "")
+    [(block, piece, more, name, rest, left)] = stream._ANTHROPIC_FRAMES(frame)
+    assert (block, more, name, rest, left) == (str(index), "", "", "", "")
     assert json.loads(f'"{piece}"') == text
     assert validator("anthropic/stream-event").is_valid(payload)
 
@@ -182,7 +192,9 @@ def test_every_canonical_text_delta_is_schema_valid_and_read_exactly(text: str, 
 @given(data=st.text(alphabet='{}[]":,\\/ u0123456789abfnrtxé\x01', max_size=60))
 def test_the_template_matches_only_what_json_reads_as_a_text_delta(data: str) -> None:
     candidate = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"' + data + '"}}'
-    [(block, piece, _name, rest)] = stream._ANTHROPIC_FRAMES(f"event: content_block_delta\ndata: {candidate}\n\n")
+    [(block, piece, _more, _name, rest, _left)] = stream._ANTHROPIC_FRAMES(
+        f"event: content_block_delta\ndata: {candidate}\n\n"
+    )
     if block:
         parsed = json.loads(candidate)
         assert parsed["delta"]["text"] == json.loads(f'"{piece}"')
@@ -280,3 +292,84 @@ def test_the_memo_of_valid_texts_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     long = {"type": "ping", "pad": "x" * (stream._MEMO_TEXT + 1)}
     read("anthropic", [_frame("ping", long)], keep_events=False)
     assert not any(len(text) > stream._MEMO_TEXT for text in known)
+
+
+START_DATA = json.dumps(json.loads(START.split("data: ", 1)[1]), separators=(",", ":"))  # as the API writes it
+ID_TEXT = st.text(st.characters(codec="utf-8", exclude_characters='"\\', min_codepoint=0x20), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=ID_TEXT, second=ID_TEXT)
+def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, second: str) -> None:
+    # The memo keeps one verdict for message_start texts that differ in a plain, non-empty message id alone:
+    # the schema must ask no more of the id than that.
+    data = START_DATA
+    payload = json.loads(data)
+    texts = [data.replace('"id":"msg_1"', '"id":' + json.dumps(i, ensure_ascii=False), 1) for i in (first, second)]
+    assert len({stream._without_message_id(text) for text in [*texts, data]}) == 1
+    check = validator("anthropic/stream-event").is_valid
+    for text, value in zip(texts, (first, second), strict=True):
+        assert json.loads(text) == {**payload, "message": {**payload["message"], "id": value}}
+        assert check(json.loads(text))
+
+
+def test_message_start_ids_the_memo_must_not_skip() -> None:
+    data = START_DATA
+    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._without_message_id(data) != data
+    for odd in ('"id":""', '"id":"a\\"b"', '"id":"\\u0041"'):
+        text = data.replace('"id":"msg_1"', odd, 1)
+        assert stream._without_message_id(text) == text  # remembered, if at all, under its own text
+    valid = f"event: message_start\ndata: {data}\n\n".encode()
+    empty = valid.replace(b'"id":"msg_1"', b'"id":""', 1)
+    for _ in range(2):  # an empty id is a violation every time, after a valid message_start was remembered
+        assert "schema-violation" not in read("anthropic", [valid], keep_events=False).codes()
+        assert "schema-violation" in read("anthropic", [empty], keep_events=False).codes()
+
+
+def test_shared_payloads_are_never_handed_out() -> None:
+    # A block start, a delta with a citation, a message_delta with a nested object, an error: read twice, with
+    # everything the first result handed out scribbled over in between; the second must find the same.
+    frames = [
+        f"event: message_start\ndata: {START_DATA}\n\n".encode(),
+        _frame(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        _frame(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "citations_delta", "citation": {"type": "x"}},
+            },
+        ),
+        _frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _frame(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_details": {"a": 1}},
+                "usage": {"output_tokens": 2},
+            },
+        ),
+        _frame("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}),
+    ]
+    body = b"".join(frames)
+    first = read("anthropic", [body], keep_events=False)
+    expected = json.loads(json.dumps(findings(first), default=str))
+
+    def scribble(value: object) -> None:
+        if isinstance(value, dict):
+            for key in list(value):
+                scribble(value[key])
+                value[key] = "scribbled"
+        elif isinstance(value, list):
+            for item in value:
+                scribble(item)
+            value.append("scribbled")
+
+    scribble(first.message)
+    scribble(first.error)
+    second = read("anthropic", [body], keep_events=False)
+    assert json.loads(json.dumps(findings(second), default=str)) == expected
+    assert all("error" not in payload for payload in stream._SHARED.values())
