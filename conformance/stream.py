@@ -15,7 +15,7 @@ import json.scanner
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
 from conformance.sse import NOT_PLAIN, PLAIN_DATA_FRAME, PLAIN_NAMED_FRAME, Anomaly, SSEDecoder, SSEEvent
@@ -58,14 +58,14 @@ def parse_json(data: str) -> object:
 # out by one more pattern; any other plain frame takes the general path.
 _JSON_STRING_BODY = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
-_TEXT_DELTA_HEAD = r'event: content_block_delta\ndata: \{"type":"content_block_delta","index":'
-_TEXT_DELTA_TEXT = r',"delta":\{"type":"text_delta","text":"'
-_TEXT_DELTA_TAIL = r'"\}\}\n\n'
+_TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_DELTA_TEXT = ',"delta":{"type":"text_delta","text":"'
+_TEXT_DELTA_TAIL = '"}}\n\n'
+_HEAD, _TEXT, _TAIL = (re.escape(literal) for literal in (_TEXT_DELTA_HEAD, _TEXT_DELTA_TEXT, _TEXT_DELTA_TAIL))
 _ANTHROPIC_FRAMES = re.compile(
-    f"{_TEXT_DELTA_HEAD}(0|[1-9][0-9]{{0,8}}){_TEXT_DELTA_TEXT}({_JSON_STRING_BODY}){_TEXT_DELTA_TAIL}"
-    f"((?:{_TEXT_DELTA_HEAD}\\1{_TEXT_DELTA_TEXT}{_JSON_STRING_BODY}{_TEXT_DELTA_TAIL})*)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}"
+    f"{_HEAD}(0|[1-9][0-9]{{0,8}}){_TEXT}({_JSON_STRING_BODY}){_TAIL}"
+    f"((?:{_HEAD}\\1{_TEXT}{_JSON_STRING_BODY}{_TAIL})*)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}"
 ).findall  # (block index, first text, the run's further deltas, "", "", "") or ("", "", "", name, data, "")
-_RUN_TEXTS = re.compile(f'"text":"({_JSON_STRING_BODY}){_TEXT_DELTA_TAIL}').findall
 _OPENAI_FRAMES = re.compile(f"{PLAIN_DATA_FRAME}|{NOT_PLAIN}").findall  # (data, "")
 _ZEROS = (0.0,) * 64  # the gaps between content deltas that arrived in the same chunk
 
@@ -340,7 +340,7 @@ class StreamReader:
         shared = _SHARED
         for block, piece, more, name, data, _ in frames:
             if not block:
-                payload = shared.get(data)
+                payload: object = shared.get(data)
                 if payload is None:
                     payload = parse_json(data)
                     if len(data) <= _SHARED_TEXT and type(payload) is dict:
@@ -348,10 +348,15 @@ class StreamReader:
                 self._take_data(count, name, data, payload, t)
                 count += 1
                 continue
-            raws = [piece, *_RUN_TEXTS(more)] if more else [piece]
+            # The texts of the run's further deltas are what lies between the literal rest of their frames (it
+            # holds newlines, which a JSON string cannot), so a split cuts them out.
+            raws = [piece]
+            if more:
+                rest = more[len(_TEXT_DELTA_HEAD) + len(block) + len(_TEXT_DELTA_TEXT) : -len(_TEXT_DELTA_TAIL)]
+                raws += rest.split(f"{_TEXT_DELTA_TAIL}{_TEXT_DELTA_HEAD}{block}{_TEXT_DELTA_TEXT}")
             texts = raws
             if "\\" in piece or "\\" in more:
-                texts = [_scan_json(f'"{raw}"', 0)[0] if "\\" in raw else raw for raw in raws]
+                texts = [cast(str, _scan_json(f'"{raw}"', 0)[0]) if "\\" in raw else raw for raw in raws]
             if count + len(texts) <= limit:
                 filled = grammar.text_deltas(int(block), texts)
                 if filled >= 0:

@@ -373,3 +373,43 @@ def test_shared_payloads_are_never_handed_out() -> None:
     second = read("anthropic", [body], keep_events=False)
     assert json.loads(json.dumps(findings(second), default=str)) == expected
     assert all("error" not in payload for payload in stream._SHARED.values())
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["plain", 'a "quote"', "back\\slash", "new\nline", "tab\t", "", "\u00e9\u2028", "\x01"],
+        ['"first"', "then plain", "and plain"],
+        ["", "", "x"],
+    ],
+)
+def test_a_run_of_text_deltas_reads_every_text_exactly(texts: list[str]) -> None:
+    # One chunk holding a run of deltas to one block (one match on the lean path), escapes anywhere in it.
+    def delta(text: str) -> bytes:
+        return _frame(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        )
+
+    block = _frame(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    end = [
+        _frame("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _frame(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3},
+            },
+        ),
+        _frame("message_stop", {"type": "message_stop"}),
+    ]
+    body = b"".join([f"event: message_start\ndata: {START_DATA}\n\n".encode(), block, *map(delta, texts), *end])
+    for limit in (100, 5):
+        result = assert_same("anthropic", [body], max_events=limit)
+        if limit == 100:
+            assert result.message["content"][0]["text"] == "".join(texts)
+            assert result.content_deltas == sum(1 for text in texts if text)
