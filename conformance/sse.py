@@ -156,6 +156,7 @@ class SSEDecoder:
         self._styles = 0  # bitmask of line-ending styles seen
         self._held: bytes | None = None  # a complete frame ending on CR, waiting to see if LF follows
         self._held_t = 0.0
+        self._cut = 0  # where plain_text() last cut its chunk, for took_plain()
 
     @property
     def pending_bytes(self) -> int:
@@ -205,36 +206,61 @@ class SSEDecoder:
         return events
 
     def plain_text(self, chunk: bytes) -> str | None:
-        """The chunk decoded, when it may be taken as whole plain frames; None when it must go to feed().
+        """The text of the frames this chunk completes, when they may be taken as plain frames; else None.
 
         Plain frames back to back (PLAIN_NAMED_FRAME, or PLAIN_DATA_FRAME when no `event:` line is expected)
         carry no anomaly, so a caller that cuts all of the text into such frames may take them itself, without
         SSEEvent objects, and then call took_plain(); when its pattern leaves anything over (see NOT_PLAIN), it
-        calls feed() with the chunk instead. This checks the rest: nothing pending, valid UTF-8, LF line endings
-        only (in this chunk and before), the chunk ending with a blank line. Takes nothing.
+        calls feed() with the chunk instead. The text runs from the pending frame's first byte to the chunk's
+        last blank line. This checks the rest: no CR held back and no oversized frame being dropped, a blank
+        line in the chunk, valid UTF-8, LF line endings only (in the text, after it, and in the stream before),
+        nothing longer than max_event_bytes. Takes nothing.
         """
-        if (
-            self._plen
-            or self._held is not None
-            or self._discard
-            or self.closed
-            or self._styles > _LF
-            or len(chunk) > self.max_event_bytes
-            or chunk[-2:] != b"\n\n"
-        ):
+        if self._held is not None or self._discard or self.closed or self._styles > _LF:
+            return None
+        cut = chunk.rfind(b"\n\n") + 2
+        if cut < 2:
+            return None
+        limit = self.max_event_bytes
+        if cut < len(chunk):
+            head = chunk[:cut]
+            if len(chunk) - cut > limit or b"\r" in chunk[cut:]:
+                return None
+        else:
+            head = chunk
+        if self._plen:
+            head = b"".join(self._parts) + head
+        if len(head) > limit:
             return None
         try:
-            text = chunk.decode()
+            text = head.decode()
         except UnicodeDecodeError:
             return None
-        return None if "\r" in text else text
+        if "\r" in text:
+            return None
+        self._cut = cut
+        return text
 
-    def took_plain(self, size: int, frames: int) -> None:
-        """Count a chunk of `size` bytes from plain_text() that the caller took as `frames` plain frames."""
-        self.bytes_received += size
-        self._offset = self.bytes_received
-        self._styles = _LF
+    def took_plain(self, chunk: bytes, frames: int, t: float) -> None:
+        """Take the chunk whose text plain_text() returned last, received at t, as `frames` plain frames; what
+        follows its last blank line stays pending, as feed() keeps it."""
+        cut = self._cut
+        received = self.bytes_received = self.bytes_received + len(chunk)
         self.events += frames
+        self._styles = _LF
+        if cut < len(chunk):
+            rest = chunk[cut:]
+            self._parts = [rest]
+            self._plen = len(rest)
+            self._tail = rest[-3:]
+            self._offset = received - len(rest)
+            self._t_first = t
+        else:
+            if self._plen:
+                self._parts = []
+                self._plen = 0
+                self._tail = b""
+            self._offset = received
 
     def close(self, t: float) -> list[SSEEvent]:
         """End of body at time t: flush a pending frame, flagged unterminated."""

@@ -240,7 +240,7 @@ class StreamReader:
                 if not frames[-1][-1]:  # nothing is left over: the chunk is plain frames only
                     first = self._count
                     self._take_plain(frames, t)
-                    decoder.took_plain(len(chunk), self._count - first)
+                    decoder.took_plain(chunk, self._count - first, t)
                     return
         events = decoder.feed(chunk, t)
         if events:

@@ -42,6 +42,9 @@ def chunkings(body: bytes) -> dict[str, list[bytes]]:
         "frames": frames,
         "pairs": [b"".join(frames[i : i + 2]) for i in range(0, len(frames), 2)],
         "7 bytes": [body[i : i + 7] for i in range(0, len(body), 7)],
+        # Cut anywhere, a frame at a time or several: the lean path takes what ends at a chunk's last blank line.
+        "61 bytes": [body[i : i + 61] for i in range(0, len(body), 61)],
+        "333 bytes": [body[i : i + 333] for i in range(0, len(body), 333)],
     }
 
 
@@ -142,9 +145,16 @@ def test_the_plain_path_is_taken_for_plain_chunks_and_only_then() -> None:
     assert reader._decoder.bytes_received == len(body)
     for odd in (b"event: ping\r\ndata: {}\r\n\r\n", b"event: ping\ndata: {}\n", b"\xff\n\n"):
         assert SSEDecoder().plain_text(odd) is None
-    held = SSEDecoder()
-    held.feed(b"event: ping\ndata: {", 0.0)
-    assert held.plain_text(b'"type":"ping"}\n\n') is None  # a frame is pending: only feed() may finish it
+    # A frame cut across chunks: the text starts at the pending frame's first byte and ends at the chunk's last
+    # blank line; what follows stays pending.
+    cut = SSEDecoder()
+    cut.feed(b"event: ping\ndata: {", 0.0)
+    assert cut.plain_text(b'"type":"ping"}\n\nevent: pi') == 'event: ping\ndata: {"type":"ping"}\n\n'
+    cut.took_plain(b'"type":"ping"}\n\nevent: pi', 1, 1.0)
+    [event] = cut.feed(b'ng\ndata: {"type":"ping"}\n\n', 2.0)
+    first = len(b'event: ping\ndata: {"type":"ping"}\n\n')
+    assert (event.index, event.event, event.offset, event.t_start, event.t_end) == (1, "ping", first, 1.0, 2.0)
+    assert cut.bytes_received == first + len(event.raw) and cut.pending_bytes == 0
     # Frames the patterns do not cut leave something over, at the first of them: the chunk goes to feed().
     ping = "event: ping\ndata: {}\n\n"
     for odd in (": comment\n\n", "data: {}\n\n", "event: ping\n\n", "event: ping\ndata: {}\nid: 1\n\n"):
@@ -413,3 +423,30 @@ def test_a_run_of_text_deltas_reads_every_text_exactly(texts: list[str]) -> None
         if limit == 100:
             assert result.message["content"][0]["text"] == "".join(texts)
             assert result.content_deltas == sum(1 for text in texts if text)
+
+
+@pytest.mark.parametrize("max_event_bytes", [16, 48, 120, 400])
+def test_oversized_frames_are_found_the_same_on_either_path(max_event_bytes: int) -> None:
+    for name in ("anthropic/basic.sse", "anthropic/pings.sse", "openai/basic.sse"):
+        body = (TRANSCRIPTS / name).read_bytes()
+        flavour = name.split("/")[0]
+        for chunks in chunkings(body).values():
+            assert_same(flavour, chunks, max_event_bytes=max_event_bytes)
+
+
+def test_a_frame_ending_in_cr_after_plain_frames_is_found_in_its_own_chunk() -> None:
+    # Only "\n\n" ends a plain frame; a chunk whose rest holds another frame end goes to the general path whole,
+    # so that frame's event comes with this chunk (its time, its anomaly), not with the next.
+    def delta(text: str) -> bytes:
+        return _frame(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        )[:-2]
+
+    block = _frame(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
+    start = f"event: message_start\ndata: {START_DATA}\n\n".encode() + block
+    for end in (b"\r\n\r\n", b"\n\r\n", b"\r\r"):
+        assert_same("anthropic", [start + delta("a") + b"\n\n" + delta("b") + end, delta("c") + b"\n\n"])
