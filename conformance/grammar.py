@@ -13,6 +13,7 @@ because whether an anomaly matters depends on the flavour (a data-only frame is 
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -676,7 +677,8 @@ class AnthropicGrammar(_Grammar):
             self._check_stop_reason()
 
     def message(self) -> dict[str, Any]:
-        """The Message accumulated so far, shaped like the non-streaming response."""
+        """The Message accumulated so far, shaped like the non-streaming response: a copy the caller owns (the
+        lean StreamReader shares payloads between streams, and the grammar keeps parts of them)."""
         message: dict[str, Any] = {
             "id": None,
             "type": "message",
@@ -688,7 +690,12 @@ class AnthropicGrammar(_Grammar):
         message.update(self._message)
         message["content"] = [self._blocks[idx].snapshot() for idx in sorted(self._blocks)]
         message["usage"] = dict(self.usage)
-        return message
+        return copy.deepcopy(message)
+
+    def input_tokens(self) -> int | None:
+        """usage.input_tokens as the stream reported it (message_start's, or a message_delta's), if an integer."""
+        value = self.usage.get("input_tokens")
+        return value if type(value) is int else None
 
 
 # Dispatch on the event type, kept on no instance: a dict of bound methods would make every grammar a reference
@@ -1001,4 +1008,9 @@ class OpenAIGrammar(_Grammar):
         }
         if self._fingerprint is not None:
             completion["system_fingerprint"] = self._fingerprint
-        return completion
+        return copy.deepcopy(completion)
+
+    def input_tokens(self) -> int | None:
+        """usage.prompt_tokens of the usage chunk, if an integer."""
+        value = self.usage.get("prompt_tokens") if self.usage is not None else None
+        return value if type(value) is int else None

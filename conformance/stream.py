@@ -81,19 +81,46 @@ _MEMO_TEXT = 512
 _MEMO_SIZE = 4096
 _KNOWN_VALID: dict[str, set[str]] = {name: set() for name in _SCHEMAS.values()}
 
-# A message_start differs from the last one in its message id alone (and the schema asks only for a non-empty
-# string there): the lean reader remembers its verdict under the text with the id cut to a NUL, which no data
-# text can hold (a raw control character in a JSON string is not JSON).
+# A message_start differs from the last one in its message id alone. The lean reader remembers what it found of
+# one (its parsed payload, its schema verdict) under the text with a plain id (not empty, printable, no escape)
+# cut to a NUL, which no data text can hold (a raw control character in a JSON string is not JSON): the schema
+# asks only for a non-empty string there, and the rest parses the same. Payloads are kept per such text, a
+# bounded dict emptied when full, and shared: the grammar copies what it keeps, and message() returns a deep copy.
 _MESSAGE_START_HEAD = '{"type":"message_start","message":{"id":"'
 _ID_AT = len(_MESSAGE_START_HEAD)
+_STARTS_SIZE = 256
+_STARTS: dict[str, dict[str, Any]] = {}
 
 
-def _without_message_id(data: str) -> str:
-    """The memo's key for a message_start data text: the id (when it is plain and not empty) cut to a NUL."""
+def _message_start_key(data: str) -> tuple[str, str] | None:
+    """(the memo's key, the id) of a message_start data text whose message id is plain; None otherwise."""
     end = data.find('"', _ID_AT)
-    if end <= _ID_AT or "\\" in data[_ID_AT:end]:
-        return data
-    return f"{data[:_ID_AT]}\x00{data[end:]}"
+    message_id = data[_ID_AT:end]
+    if end <= _ID_AT or "\\" in message_id or not message_id.isprintable():
+        return None
+    return f"{data[:_ID_AT]}\x00{data[end:]}", message_id
+
+
+def _message_start(key: str, message_id: str, data: str) -> object:
+    """The payload of a message_start data text with a plain id: parsed once per key, then rebuilt around the id."""
+    found = _STARTS.get(key)
+    if found is not None:
+        return {**found, "message": {**found["message"], "id": message_id}}
+    payload = parse_json(data)
+    if type(payload) is dict and type(payload.get("message")) is dict:
+        # Remember it only if the id in the text is the id in the payload (no later duplicate key overrides it):
+        # the same text around another id must parse to the same payload around that id.
+        other = f"{message_id}~"
+        while f'"{other}"' in data:
+            other += "~"
+        if parse_json(f"{data[:_ID_AT]}{other}{data[_ID_AT + len(message_id) :]}") == {
+            **payload,
+            "message": {**payload["message"], "id": other},
+        }:
+            if len(_STARTS) >= _STARTS_SIZE:
+                _STARTS.clear()
+            _STARTS[key] = payload
+    return payload
 
 
 # Parsed payloads of short Anthropic data texts, shared by the lean readers of every stream: the same ping,
@@ -153,15 +180,15 @@ class StreamResult:
     event_count: int = 0  # every event, kept or not
     content_deltas: int = 0
     violation_counts: tuple[tuple[str, int], ...] = ()  # every violation counted, even past the kept list
-    usage: dict[str, Any] | None = None  # the usage the stream reported (the message's), None when none
-    grammar: AnthropicGrammar | OpenAIGrammar | None = field(default=None, repr=False, compare=False)
+    input_tokens: int | None = None  # from the usage the stream reported
+    _grammar: AnthropicGrammar | OpenAIGrammar | None = field(default=None, repr=False, compare=False)
     _message: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def message(self) -> dict[str, Any]:
         """The message the stream accumulated, shaped like the non-streaming response (made on first use)."""
         if self._message is None:
-            self._message = self.grammar.message() if self.grammar is not None else {}
+            self._message = self._grammar.message() if self._grammar is not None else {}
         return self._message
 
     def codes(self) -> frozenset[str]:
@@ -285,8 +312,8 @@ class StreamReader:
             event_count=self._count,
             content_deltas=grammar.content_deltas,
             violation_counts=tuple(sorted(grammar.violation_counts.items())) if grammar.violation_counts else (),
-            usage=grammar.usage,
-            grammar=grammar,
+            input_tokens=grammar.input_tokens(),
+            _grammar=grammar,
         )
         return self._result
 
@@ -338,15 +365,40 @@ class StreamReader:
         assert isinstance(grammar, AnthropicGrammar)
         limit = self.max_events
         shared = _SHARED
+        is_valid = self._is_valid
+        known = self._known_valid
+        feed_fields = grammar.feed_fields
         for block, piece, more, name, data, _ in frames:
             if not block:
+                # _take_data() written out, with the memos: this loop takes most events of the streams a load
+                # test reads.
+                key = data
                 payload: object = shared.get(data)
                 if payload is None:
-                    payload = parse_json(data)
-                    if len(data) <= _SHARED_TEXT and type(payload) is dict:
-                        _share(data, payload)
-                self._take_data(count, name, data, payload, t)
-                count += 1
+                    plain = None
+                    if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
+                        plain = _message_start_key(data)
+                    if plain is not None:
+                        key = plain[0]
+                        payload = _message_start(key, plain[1], data)
+                    else:
+                        payload = parse_json(data)
+                        if len(data) <= _SHARED_TEXT and type(payload) is dict:
+                            _share(data, payload)
+                index = count
+                count = self._count = count + 1
+                if count == limit + 1:
+                    grammar.report(
+                        "too-many-events",
+                        f"more than {limit} events; later ones are checked and counted but not kept",
+                        index,
+                    )
+                before = grammar.content_deltas
+                feed_fields(index, name, data, payload)
+                if grammar.content_deltas != before:
+                    self._content(t, count <= limit)
+                if is_valid is not None and type(payload) is dict and key not in known:
+                    self._check_schema(is_valid, payload, key, index)
                 continue
             # The texts of the run's further deltas are what lies between the literal rest of their frames (it
             # holds newlines, which a JSON string cannot), so a split cuts them out.
@@ -389,11 +441,8 @@ class StreamReader:
         if grammar.content_deltas != before:
             self._content(t, count <= limit)
         is_valid = self._is_valid
-        if is_valid is not None and type(payload) is dict:
-            if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
-                data = _without_message_id(data)
-            if data not in self._known_valid:
-                self._check_schema(is_valid, payload, data, index)
+        if is_valid is not None and type(payload) is dict and data not in self._known_valid:
+            self._check_schema(is_valid, payload, data, index)
 
     def _content(self, t: float, keep_gap: bool) -> None:
         if self._first_content is None:

@@ -66,9 +66,10 @@ def run_locust(
     timeout: float = 120.0,
     cpus: Iterable[int] | None = None,
     extra_env: dict[str, str] | None = None,
+    locustfile: Path = LOCUSTFILE,
 ) -> LocustRun:
     """Run a Locust child to completion (killed after `timeout` s); its output masked, its LLM report loaded."""
-    argv = locust_command(host, *args)
+    argv = locust_command(host, *args, locustfile=locustfile)
     if report_prefix is not None:
         argv += ["--llm-report", str(report_prefix)]
     pinned = tuple(cpus) if cpus is not None else None

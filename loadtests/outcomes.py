@@ -102,9 +102,9 @@ def _error_type(flavour: Flavour, payload: object) -> str:
 
 def judge_stream(result: StreamResult, *, secrets: tuple[Secret | str | None, ...] = ()) -> Outcome:
     """The verdict on a 2xx event stream, from the StreamReader's result."""
-    output_tokens, input_tokens = _usage(result.flavour, result.usage)
-    if result.output_tokens is not None:
-        output_tokens = result.output_tokens
+    output_tokens, input_tokens = result.output_tokens, result.input_tokens
+    if output_tokens is None:  # no final count: what the message's usage says (message_start's placeholder)
+        output_tokens = _usage(result.flavour, result.message.get("usage"))[0]
     if result.complete and not result.violations and not result.errored:  # the usual answer, quickly
         return Outcome(output_tokens=output_tokens, input_tokens=input_tokens, violations=result.violation_counts)
     counts = result.violation_counts or tuple((v.code, 1) for v in result.violations)

@@ -305,7 +305,9 @@ def test_the_memo_of_valid_texts_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 START_DATA = json.dumps(json.loads(START.split("data: ", 1)[1]), separators=(",", ":"))  # as the API writes it
-ID_TEXT = st.text(st.characters(codec="utf-8", exclude_characters='"\\', min_codepoint=0x20), min_size=1, max_size=40)
+ID_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_characters='"\\', min_codepoint=0x20), min_size=1, max_size=40
+).filter(str.isprintable)
 
 
 @settings(max_examples=200, deadline=None)
@@ -316,7 +318,8 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
     data = START_DATA
     payload = json.loads(data)
     texts = [data.replace('"id":"msg_1"', '"id":' + json.dumps(i, ensure_ascii=False), 1) for i in (first, second)]
-    assert len({stream._without_message_id(text) for text in [*texts, data]}) == 1
+    keys = [stream._message_start_key(text) for text in [*texts, data]]
+    assert None not in keys and len({key[0] for key in keys if key}) == 1
     check = validator("anthropic/stream-event").is_valid
     for text, value in zip(texts, (first, second), strict=True):
         assert json.loads(text) == {**payload, "message": {**payload["message"], "id": value}}
@@ -325,22 +328,49 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
 
 def test_message_start_ids_the_memo_must_not_skip() -> None:
     data = START_DATA
-    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._without_message_id(data) != data
-    for odd in ('"id":""', '"id":"a\\"b"', '"id":"\\u0041"'):
-        text = data.replace('"id":"msg_1"', odd, 1)
-        assert stream._without_message_id(text) == text  # remembered, if at all, under its own text
+    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._message_start_key(data) == (
+        data.replace('"id":"msg_1"', '"id":"\x00"'),
+        "msg_1",
+    )
+    for odd in ('"id":""', '"id":"a\\"b"', '"id":"\\u0041"', '"id":"a\u2028b"', '"id":"a\x01b"'):
+        assert stream._message_start_key(data.replace('"id":"msg_1"', odd, 1)) is None  # parsed and checked each time
     valid = f"event: message_start\ndata: {data}\n\n".encode()
-    empty = valid.replace(b'"id":"msg_1"', b'"id":""', 1)
-    for _ in range(2):  # an empty id is a violation every time, after a valid message_start was remembered
-        assert "schema-violation" not in read("anthropic", [valid], keep_events=False).codes()
-        assert "schema-violation" in read("anthropic", [empty], keep_events=False).codes()
+    for odd in (b'"id":""', b'"id":"a\x01b"'):
+        bad = valid.replace(b'"id":"msg_1"', odd, 1)
+        for _ in range(2):  # a violation every time, after a valid message_start was remembered
+            assert "schema-violation" not in read("anthropic", [valid], keep_events=False).codes()
+            assert read("anthropic", [bad], keep_events=False).codes() & {"schema-violation", "data-not-json"}
+
+
+def test_message_starts_are_parsed_once_and_rebuilt_around_each_id() -> None:
+    stream._STARTS.clear()
+    body = (TRANSCRIPTS / "anthropic/basic.sse").read_bytes()
+    head = b'data: {"type":"message_start","message":{"id":"'
+    assert head in body
+    ids = ["msg_a", "msg_b", "msg_\u00e9"]
+    for message_id in ids:
+        again = body.replace(head + body.split(head, 1)[1].split(b'"', 1)[0], head + message_id.encode(), 1)
+        result = assert_same("anthropic", [again])
+        assert result.message["id"] == message_id
+    assert len(stream._STARTS) == 1
+    # A later "message" key overrides the first id: nothing is remembered, every text is parsed.
+    stream._STARTS.clear()
+    twice = START_DATA[:-1] + ',"message":' + json.dumps(json.loads(START_DATA)["message"], separators=(",", ":")) + "}"
+    for message_id in ("msg_1", "msg_2"):
+        text = twice.replace('"id":"msg_1"', f'"id":"{message_id}"', 1)
+        result = assert_same("anthropic", [f"event: message_start\ndata: {text}\n\n".encode()])
+        assert result.message["id"] == "msg_1"
+    assert not stream._STARTS
 
 
 def test_shared_payloads_are_never_handed_out() -> None:
     # A block start, a delta with a citation, a message_delta with a nested object, an error: read twice, with
     # everything the first result handed out scribbled over in between; the second must find the same.
+    start = json.loads(START_DATA)
+    start["message"]["usage"]["cache_creation"] = {"ephemeral_5m_input_tokens": 0}
+    start["message"]["container"] = {"id": "c", "expires_at": "soon"}
     frames = [
-        f"event: message_start\ndata: {START_DATA}\n\n".encode(),
+        _frame("message_start", start),
         _frame(
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
