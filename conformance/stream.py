@@ -373,15 +373,16 @@ class StreamReader:
                 # _take_data() written out, with the memos: this loop takes most events of the streams a load
                 # test reads.
                 key = data
-                payload: object = shared.get(data)
-                if payload is None:
-                    plain = None
-                    if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
-                        plain = _message_start_key(data)
-                    if plain is not None:
-                        key = plain[0]
-                        payload = _message_start(key, plain[1], data)
-                    else:
+                plain = None
+                if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
+                    plain = _message_start_key(data)
+                payload: object
+                if plain is not None:
+                    key = plain[0]
+                    payload = _message_start(key, plain[1], data)
+                else:
+                    payload = shared.get(data)
+                    if payload is None:
                         payload = parse_json(data)
                         if len(data) <= _SHARED_TEXT and type(payload) is dict:
                             _share(data, payload)
