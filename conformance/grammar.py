@@ -255,7 +255,7 @@ class _Block:
         self.index = index
         self.kind = kind
         self.start = start
-        self.parts: list[str] = []
+        self.parts: list[str | Callable[[], str]] = []  # texts, or what makes a run of them (text_deltas)
         self.citations: list[Any] = []
         self.signature: str | None = None
         self.closed = False
@@ -266,18 +266,22 @@ class _Block:
         block = dict(self.start)
         kind = self.kind
         if kind == "text":
-            block["text"] = _text(block.get("text")) + "".join(self.parts)
+            block["text"] = _text(block.get("text")) + _joined(self.parts)
             if self.citations:
                 block["citations"] = [*(block.get("citations") or []), *self.citations]
         elif kind == "thinking":
-            block["thinking"] = _text(block.get("thinking")) + "".join(self.parts)
+            block["thinking"] = _text(block.get("thinking")) + _joined(self.parts)
             if self.signature is not None:
                 block["signature"] = self.signature
         elif kind in _TOOL_BLOCKS and self.deltas:
-            parsed = _parse_tool_input("".join(self.parts))
+            parsed = _parse_tool_input(_joined(self.parts))
             if isinstance(parsed, dict):
                 block["input"] = parsed
         return block
+
+
+def _joined(parts: list[str | Callable[[], str]]) -> str:
+    return "".join(part if isinstance(part, str) else part() for part in parts)
 
 
 def _text(value: object) -> str:
@@ -352,25 +356,25 @@ class AnthropicGrammar(_Grammar):
         else:
             self.report("unknown-event-type", f"unknown event type {_short(kind)!r} (ignored)", index)
 
-    def text_deltas(self, block: int, texts: list[str]) -> int:
-        """The bulk of every stream, without payloads: consecutive content_block_deltas whose data are exactly
-        {"type":"content_block_delta","index":block,"delta":{"type":"text_delta","text":text}}, one per text.
+    def text_deltas(self, block: int, count: int, filled: int, text: str | Callable[[], str]) -> int:
+        """The bulk of every stream, without payloads: `count` consecutive content_block_deltas whose data are
+        exactly {"type":"content_block_delta","index":block,"delta":{"type":"text_delta","text":...}}, `filled`
+        of them with a non-empty text; `text` is their texts joined, or what makes it when first asked for (the
+        message is rarely wanted under load).
 
-        Takes them and returns how many texts are not empty, when the stream is in the state where feed_fields()
-        would only append each text (message started, not ended, block `block` an open text block); otherwise
-        takes nothing and returns -1, and the caller feeds the payloads the general way.
+        Takes them and returns `filled`, when the stream is in the state where feed_fields() would only append each
+        text (message started, not ended, block `block` an open text block); otherwise takes nothing and returns -1,
+        and the caller feeds the payloads the general way.
         """
         if not self.started or self.stopped or self.errored:
             return -1
         found = self._blocks.get(block)
         if found is None or found.closed or found.kind != "text":
             return -1
-        n = len(texts)
-        self.events += n
+        self.events += count
         self._last_kind = "content_block_delta"
-        found.deltas += n
-        found.parts += texts
-        filled = n - texts.count("")
+        found.deltas += count
+        found.parts.append(text)
         self.content_deltas += filled
         return filled
 
@@ -554,7 +558,7 @@ class AnthropicGrammar(_Grammar):
         self._open.discard(block.index)
         kind = block.kind
         if kind in _TOOL_BLOCKS and block.deltas:
-            text = "".join(block.parts)
+            text = _joined(block.parts)
             parsed = _parse_tool_input(text)
             if isinstance(parsed, ValueError):
                 self.report(

@@ -15,6 +15,7 @@ import json.scanner
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from conformance.grammar import NOT_JSON, AnthropicGrammar, OpenAIGrammar, Violation
@@ -54,9 +55,10 @@ def parse_json(data: str) -> object:
 # The event that is most of every Anthropic stream, as the Anthropic API and the reference gateway serialize
 # it (compact, keys in this order). Data that matches is JSON, and an instance of the stream-event schema
 # whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
-# without building, parsing or validating a payload. A run of them to the same block is one match, its texts cut
-# out by one more pattern; any other plain frame takes the general path.
-_JSON_STRING_BODY = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
+# without building, parsing or validating a payload. A run of them to the same block is one match (possessive:
+# sre keeps no state to give iterations back) whose further texts are not empty; their texts are cut out only
+# when the message is asked for. Any other plain frame takes the general path.
+_JSON_STRING_BODY = r'[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
 _TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _TEXT_DELTA_TEXT = ',"delta":{"type":"text_delta","text":"'
@@ -64,9 +66,33 @@ _TEXT_DELTA_TAIL = '"}}\n\n'
 _HEAD, _TEXT, _TAIL = (re.escape(literal) for literal in (_TEXT_DELTA_HEAD, _TEXT_DELTA_TEXT, _TEXT_DELTA_TAIL))
 _ANTHROPIC_FRAMES = re.compile(
     f"{_HEAD}(0|[1-9][0-9]{{0,8}}){_TEXT}({_JSON_STRING_BODY}){_TAIL}"
-    f"((?:{_HEAD}\\1{_TEXT}{_JSON_STRING_BODY}{_TAIL})*)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}"
+    f'((?:{_HEAD}\\1{_TEXT}(?!"){_JSON_STRING_BODY}{_TAIL})*+)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}'
 ).findall  # (block index, first text, the run's further deltas, "", "", "") or ("", "", "", name, data, "")
+
+
+def _run_raws(block: str, first: str, more: str) -> list[str]:
+    """The texts of a run of text deltas as its frames hold them (JSON string bodies): the first, then the ones in
+    `more`, each between the literal rest of two frames (which holds newlines, so a split cuts them out)."""
+    raws = [first]
+    if more:
+        rest = more[len(_TEXT_DELTA_HEAD) + len(block) + len(_TEXT_DELTA_TEXT) : -len(_TEXT_DELTA_TAIL)]
+        raws += rest.split(f"{_TEXT_DELTA_TAIL}{_TEXT_DELTA_HEAD}{block}{_TEXT_DELTA_TEXT}")
+    return raws
+
+
+def _unescaped(raw: str) -> str:
+    """The text a JSON string body stands for."""
+    return cast(str, _scan_json(f'"{raw}"', 0)[0]) if "\\" in raw else raw
+
+
+def _run_text(block: str, first: str, more: str) -> str:
+    """The texts of a run joined, each read on its own (as the general path reads them: surrogate escapes in two
+    texts stay two)."""
+    return "".join(map(_unescaped, _run_raws(block, first, more)))
+
+
 _OPENAI_FRAMES = re.compile(f"{PLAIN_DATA_FRAME}|{NOT_PLAIN}").findall  # (data, "")
+_new = object.__new__
 _ZEROS = (0.0,) * 64  # the gaps between content deltas that arrived in the same chunk
 
 
@@ -82,45 +108,42 @@ _MEMO_SIZE = 4096
 _KNOWN_VALID: dict[str, set[str]] = {name: set() for name in _SCHEMAS.values()}
 
 # A message_start differs from the last one in its message id alone. The lean reader remembers what it found of
-# one (its parsed payload, its schema verdict) under the text with a plain id (not empty, printable, no escape)
-# cut to a NUL, which no data text can hold (a raw control character in a JSON string is not JSON): the schema
-# asks only for a non-empty string there, and the rest parses the same. Payloads are kept per such text, a
-# bounded dict emptied when full, and shared: the grammar copies what it keeps, and message() returns a deep copy.
+# one under the text after a plain id (not empty, printable, no escape): its parsed payload, and whether its schema
+# verdict was valid (the schema asks only for a non-empty string there, and the rest parses the same). Entries are
+# kept per such text, a bounded dict emptied when full; payloads are shared: the grammar copies what it keeps, and
+# message() returns a deep copy.
 _MESSAGE_START_HEAD = '{"type":"message_start","message":{"id":"'
 _ID_AT = len(_MESSAGE_START_HEAD)
 _STARTS_SIZE = 256
-_STARTS: dict[str, dict[str, Any]] = {}
+_STARTS: dict[str, list[Any]] = {}  # the text after the id -> [payload, schema verdict known valid]
 
 
-def _message_start_key(data: str) -> tuple[str, str] | None:
-    """(the memo's key, the id) of a message_start data text whose message id is plain; None otherwise."""
+def _message_start(data: str) -> tuple[object, list[Any] | None]:
+    """The payload of a message_start data text (which starts with _MESSAGE_START_HEAD), with its memo entry when
+    its id is plain: parsed once per text after the id, then rebuilt around each id."""
     end = data.find('"', _ID_AT)
     message_id = data[_ID_AT:end]
     if end <= _ID_AT or "\\" in message_id or not message_id.isprintable():
-        return None
-    return f"{data[:_ID_AT]}\x00{data[end:]}", message_id
-
-
-def _message_start(key: str, message_id: str, data: str) -> object:
-    """The payload of a message_start data text with a plain id: parsed once per key, then rebuilt around the id."""
-    found = _STARTS.get(key)
-    if found is not None:
-        return {**found, "message": {**found["message"], "id": message_id}}
+        return parse_json(data), None
+    rest = data[end:]
+    entry = _STARTS.get(rest)
+    if entry is not None:
+        found = entry[0]
+        return {**found, "message": {**found["message"], "id": message_id}}, entry
     payload = parse_json(data)
-    if type(payload) is dict and type(payload.get("message")) is dict:
-        # Remember it only if the id in the text is the id in the payload (no later duplicate key overrides it):
-        # the same text around another id must parse to the same payload around that id.
-        other = f"{message_id}~"
-        while f'"{other}"' in data:
-            other += "~"
-        if parse_json(f"{data[:_ID_AT]}{other}{data[_ID_AT + len(message_id) :]}") == {
-            **payload,
-            "message": {**payload["message"], "id": other},
-        }:
-            if len(_STARTS) >= _STARTS_SIZE:
-                _STARTS.clear()
-            _STARTS[key] = payload
-    return payload
+    if type(payload) is not dict or type(payload.get("message")) is not dict:
+        return payload, None
+    # Remember it only if the id in the text is the id in the payload (no later duplicate key overrides it): the
+    # same text around another id must parse to the same payload around that id.
+    other = f"{message_id}~"
+    while f'"{other}"' in data:
+        other += "~"
+    if parse_json(f"{data[:_ID_AT]}{other}{rest}") != {**payload, "message": {**payload["message"], "id": other}}:
+        return payload, None
+    if len(_STARTS) >= _STARTS_SIZE:
+        _STARTS.clear()
+    entry = _STARTS[rest] = [payload, False]
+    return payload, entry
 
 
 # Parsed payloads of short Anthropic data texts, shared by the lean readers of every stream: the same ping,
@@ -291,7 +314,19 @@ class StreamReader:
             marker = "message_stop" if self.flavour == "anthropic" else "data: [DONE]"
             grammar.report("stream-truncated", f"the stream was cut by {cause} before {marker}", None)
         first = self._first_byte
-        self._result = StreamResult(
+        # Made without calling the classes: a class called with keywords passes them through a dict (CPython 3.11),
+        # which made these two calls most of what close() cost. Their own __init__ takes the same keywords.
+        timings = _new(StreamTimings)
+        StreamTimings.__init__(
+            timings,
+            ttfb=None if first is None else first - self.t_start,
+            ttft=None if self._first_content is None else self._first_content - self.t_start,
+            gaps=tuple(self._gaps),
+            total=t - self.t_start,
+        )
+        result = self._result = _new(StreamResult)
+        StreamResult.__init__(
+            result,
             flavour=self.flavour,
             events=tuple(self._events),
             payloads=tuple(self._payloads),
@@ -299,12 +334,7 @@ class StreamReader:
             violations=tuple(grammar.violations),
             complete=grammar.complete,
             end_cause=cause,
-            timings=StreamTimings(
-                ttfb=None if first is None else first - self.t_start,
-                ttft=None if self._first_content is None else self._first_content - self.t_start,
-                gaps=tuple(self._gaps),
-                total=t - self.t_start,
-            ),
+            timings=timings,
             bytes_received=decoder.bytes_received,
             output_tokens=grammar.output_tokens,
             errored=grammar.errored,
@@ -372,14 +402,9 @@ class StreamReader:
             if not block:
                 # _take_data() written out, with the memos: this loop takes most events of the streams a load
                 # test reads.
-                key = data
-                plain = None
+                entry = None
                 if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
-                    plain = _message_start_key(data)
-                payload: object
-                if plain is not None:
-                    key = plain[0]
-                    payload = _message_start(key, plain[1], data)
+                    payload, entry = _message_start(data)
                 else:
                     payload = shared.get(data)
                     if payload is None:
@@ -398,30 +423,29 @@ class StreamReader:
                 feed_fields(index, name, data, payload)
                 if grammar.content_deltas != before:
                     self._content(t, count <= limit)
-                if is_valid is not None and type(payload) is dict and key not in known:
-                    self._check_schema(is_valid, payload, key, index)
+                if is_valid is not None and type(payload) is dict:
+                    if entry is not None:
+                        if not entry[1]:
+                            entry[1] = self._check_schema(is_valid, payload, None, index)
+                    elif data not in known:
+                        self._check_schema(is_valid, payload, data, index)
                 continue
-            # The texts of the run's further deltas are what lies between the literal rest of their frames (it
-            # holds newlines, which a JSON string cannot), so a split cuts them out.
-            raws = [piece]
-            if more:
-                rest = more[len(_TEXT_DELTA_HEAD) + len(block) + len(_TEXT_DELTA_TEXT) : -len(_TEXT_DELTA_TAIL)]
-                raws += rest.split(f"{_TEXT_DELTA_TAIL}{_TEXT_DELTA_HEAD}{block}{_TEXT_DELTA_TEXT}")
-            texts = raws
-            if "\\" in piece or "\\" in more:
-                texts = [cast(str, _scan_json(f'"{raw}"', 0)[0]) if "\\" in raw else raw for raw in raws]
-            if count + len(texts) <= limit:
-                filled = grammar.text_deltas(int(block), texts)
+            n = 1 + more.count(_TEXT_DELTA_TAIL)  # the run's further frames each end with it, and a text cannot hold it
+            if count + n <= limit:
+                text: str | Callable[[], str] = piece
+                if more or "\\" in piece:
+                    text = partial(_run_text, block, piece, more)
+                filled = grammar.text_deltas(int(block), n, n if piece else n - 1, text)
                 if filled >= 0:
-                    count = self._count = count + len(texts)
+                    count = self._count = count + n
                     if filled:
                         self._contents(t, filled)
                     continue
-            for raw, text in zip(raws, texts, strict=True):  # one by one, the general way
+            for raw in _run_raws(block, piece, more):  # one by one, the general way
                 payload = {
                     "type": "content_block_delta",
                     "index": int(block),
-                    "delta": {"type": "text_delta", "text": text},
+                    "delta": {"type": "text_delta", "text": _unescaped(raw)},
                 }
                 self._take_data(
                     count, "content_block_delta", _TEXT_DELTA_DATA.format(index=block, text=raw), payload, t
@@ -466,14 +490,17 @@ class StreamReader:
 
     def _check_schema(
         self, is_valid: Callable[[object], bool], payload: dict[str, Any], data: str | None, index: int
-    ) -> None:
+    ) -> bool:
+        """Validate one payload (reporting what is wrong); a short data text found valid is remembered."""
         if not is_valid(payload):
             self._schema_errors(payload, index)
-        elif data is not None and len(data) <= _MEMO_TEXT:
+            return False
+        if data is not None and len(data) <= _MEMO_TEXT:
             known = self._known_valid
             if len(known) >= _MEMO_SIZE:
                 known.clear()
             known.add(data)
+        return True
 
     def _schema_errors(self, payload: dict[str, Any], index: int) -> None:
         # Shapes the grammar names better are left to it: a missing `type` (Anthropic) or an in-stream

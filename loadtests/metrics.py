@@ -78,8 +78,9 @@ class Histogram:
             index = math.ceil(math.log(value) / _LOG_GAMMA)
             self.buckets[index] = self.buckets.get(index, 0) + 1
 
-    def add_many(self, values: Sequence[float]) -> None:
-        """Record several values: a stream's inter-token gaps, the zeros among them (deltas read together) in bulk."""
+    def add_many(self, values: Sequence[float], scale: float = 1.0) -> None:
+        """Record several values, each times scale: a stream's inter-token gaps, the zeros among them (deltas read
+        together) in bulk."""
         zeros = values.count(0.0)
         if zeros:
             self.count += zeros
@@ -93,7 +94,7 @@ class Histogram:
             values = [value for value in values if value != 0.0]
         add = self.add
         for value in values:
-            add(value)
+            add(value * scale)
 
     def merge(self, other: Histogram) -> None:
         """Add another histogram's samples to this one."""
@@ -179,7 +180,7 @@ class Sample:
     status: int | None = None
     ttfb_ms: float | None = None
     ttft_ms: float | None = None
-    gaps_ms: tuple[float, ...] = ()
+    gaps_s: tuple[float, ...] = ()  # inter-token gaps in seconds, as the reader gives them (recorded in ms)
     e2e_ms: float | None = None
     send_lag_ms: float | None = None
     output_tokens: int | None = None
@@ -241,8 +242,8 @@ class Metrics:
             h["ttfb"].add(sample.ttfb_ms)
         if sample.ttft_ms is not None:
             h["ttft"].add(sample.ttft_ms)
-        if sample.gaps_ms:
-            h["itl"].add_many(sample.gaps_ms)
+        if sample.gaps_s:
+            h["itl"].add_many(sample.gaps_s, 1000.0)
         if sample.e2e_ms is not None:
             h["e2e"].add(sample.e2e_ms)
         if sample.send_lag_ms is not None:

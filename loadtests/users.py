@@ -206,7 +206,7 @@ class GatewayUser(FastHttpUser):
                 timings = result.timings
                 sample.ttfb_ms = None if timings.ttfb is None else timings.ttfb * 1000.0
                 sample.ttft_ms = None if timings.ttft is None else timings.ttft * 1000.0
-                sample.gaps_ms = tuple(map(_MS.__mul__, timings.gaps))
+                sample.gaps_s = timings.gaps
                 sample.truncated = outcome.truncated
         else:
             chunks: list[bytes] = []
@@ -273,11 +273,11 @@ class GatewayUser(FastHttpUser):
                         context={},
                         exception=None,
                     )
-            if sample.gaps_ms:
+            if sample.gaps_s:
                 fire(
                     request_type="ITL",
                     name=prepared.label,
-                    response_time=sum(sample.gaps_ms) / len(sample.gaps_ms),
+                    response_time=sum(sample.gaps_s) * _MS / len(sample.gaps_s),
                     response_length=0,
                     response=None,
                     context={},

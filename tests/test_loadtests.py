@@ -98,8 +98,8 @@ def sample(**fields: object) -> Sample:
 
 def test_metrics_count_failures_truncation_and_tokens() -> None:
     metrics = Metrics()
-    metrics.record(sample(stream=True, gaps_ms=(15.0, 15.0), output_tokens=10, input_tokens=19))
-    metrics.record(sample(stream=True, failure="stream-truncated: reset", truncated="reset", gaps_ms=(15.0,)))
+    metrics.record(sample(stream=True, gaps_s=(0.015, 0.015), output_tokens=10, input_tokens=19))
+    metrics.record(sample(stream=True, failure="stream-truncated: reset", truncated="reset", gaps_s=(0.015,)))
     metrics.record(sample(stream=True, failure="in-band-error: overloaded_error"))
     metrics.record(sample(kind="openai", failure="http-429: requests", rate_limited=2, waited_ms=1500.0))
     summary = metrics.summary(duration_s=2.0)
@@ -133,7 +133,7 @@ def test_worker_snapshots_merged_on_the_master_equal_the_sum_over_workers() -> N
     workers = [Metrics(), Metrics()]
     everything = Metrics()
     for i in range(300):
-        s = sample(ttft_ms=rng.uniform(70, 120), gaps_ms=(rng.uniform(10, 20),), stream=True, output_tokens=5)
+        s = sample(ttft_ms=rng.uniform(70, 120), gaps_s=(rng.uniform(0.010, 0.020),), stream=True, output_tokens=5)
         workers[i % 2].record(s)
         everything.record(s)
     workers[0].grade_retry_after("present")
@@ -359,7 +359,7 @@ def test_sdk_delay_follows_the_python_sdk() -> None:
 def summary_with(**overrides: object) -> dict[str, object]:
     metrics = Metrics()
     for _ in range(99):
-        metrics.record(sample(stream=True, gaps_ms=(15.0,)))
+        metrics.record(sample(stream=True, gaps_s=(0.015,)))
     metrics.record(sample(stream=True, failure="stream-truncated: eof", truncated="eof"))
     summary = metrics.summary(duration_s=1.0)
     summary.update(overrides)

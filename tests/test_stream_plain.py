@@ -170,6 +170,7 @@ def test_canonical_text_deltas_skip_payloads_and_the_schema(monkeypatch: pytest.
     assert deltas >= 2
     seen: list[object] = []
     stream._KNOWN_VALID["anthropic/stream-event"].clear()
+    stream._STARTS.clear()  # a message_start remembers its verdict there
     reader = StreamReader("anthropic", t_start=0.0, keep_events=False)
     checked = reader._is_valid
     assert checked is not None
@@ -318,8 +319,9 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
     data = START_DATA
     payload = json.loads(data)
     texts = [data.replace('"id":"msg_1"', '"id":' + json.dumps(i, ensure_ascii=False), 1) for i in (first, second)]
-    keys = [stream._message_start_key(text) for text in [*texts, data]]
-    assert None not in keys and len({key[0] for key in keys if key}) == 1
+    stream._STARTS.clear()
+    entries = [stream._message_start(text)[1] for text in [*texts, data]]
+    assert entries[0] is not None and all(entry is entries[0] for entry in entries) and len(stream._STARTS) == 1
     check = validator("anthropic/stream-event").is_valid
     for text, value in zip(texts, (first, second), strict=True):
         assert json.loads(text) == {**payload, "message": {**payload["message"], "id": value}}
@@ -328,12 +330,15 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
 
 def test_message_start_ids_the_memo_must_not_skip() -> None:
     data = START_DATA
-    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._message_start_key(data) == (
-        data.replace('"id":"msg_1"', '"id":"\x00"'),
-        "msg_1",
+    stream._STARTS.clear()
+    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._message_start(data) == (
+        json.loads(data),
+        [json.loads(data), False],
     )
+    assert list(stream._STARTS) == [data[data.index('"', len(stream._MESSAGE_START_HEAD)) :]]  # after the id
     for odd in ('"id":""', '"id":"a\\"b"', '"id":"\\u0041"', '"id":"a\u2028b"', '"id":"a\x01b"'):
-        assert stream._message_start_key(data.replace('"id":"msg_1"', odd, 1)) is None  # parsed and checked each time
+        text = data.replace('"id":"msg_1"', odd, 1)
+        assert stream._message_start(text) == (stream.parse_json(text), None)  # parsed and checked each time
     valid = f"event: message_start\ndata: {data}\n\n".encode()
     for odd in (b'"id":""', b'"id":"a\x01b"'):
         bad = valid.replace(b'"id":"msg_1"', odd, 1)
@@ -453,6 +458,26 @@ def test_a_run_of_text_deltas_reads_every_text_exactly(texts: list[str]) -> None
         if limit == 100:
             assert result.message["content"][0]["text"] == "".join(texts)
             assert result.content_deltas == sum(1 for text in texts if text)
+
+
+def test_a_run_is_read_text_by_text_when_its_message_is_asked_for() -> None:
+    # The lean reader keeps a run's frames and cuts its texts out only for the message: each text is read on its
+    # own, as the general path reads them, so a surrogate pair escaped across two deltas stays two lone halves.
+    def delta(raw: str) -> bytes:
+        data = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"' + raw + '"}}'
+        return f"event: content_block_delta\ndata: {data}\n\n".encode()
+
+    block = _frame(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "a"}},
+    )
+    end = _frame("content_block_stop", {"type": "content_block_stop", "index": 0})
+    raws = ["\\ud83d", "\\ude00", "b", "\\n", "\\ud83d\\ude00"]
+    body = f"event: message_start\ndata: {START_DATA}\n\n".encode() + block + b"".join(map(delta, raws)) + end
+    result = assert_same("anthropic", [body])
+    assert result.message["content"][0]["text"] == "a" + "".join(json.loads(f'"{raw}"') for raw in raws)
+    assert result.message["content"][0]["text"].startswith("a\ud83d\ude00b\n")
+    assert result.content_deltas == len(raws) and "blocks-left-open" not in result.codes()
 
 
 @pytest.mark.parametrize("max_event_bytes", [16, 48, 120, 400])
