@@ -670,14 +670,15 @@ class AnthropicGrammar(_Grammar):
             return
         if not self.started:
             self.report("no-message-start", f"stream of {self.events} events has no message_start", None)
-        for idx in sorted(self._open):
-            self.report("blocks-left-open", f"content block {idx} was never stopped", None)
+        if self._open:
+            for idx in sorted(self._open):
+                self.report("blocks-left-open", f"content block {idx} was never stopped", None)
         if not self.stopped:
             last = f"; last event was {self._last_kind}" if self._last_kind else ""
             self.report(
                 "missing-message-stop", f"stream ended after {self.events} events without message_stop{last}", None
             )
-        if self._message.get("stop_reason") is not None:
+        if not self._tool_check_done and self._message.get("stop_reason") is not None:
             self._check_stop_reason()
 
     def message(self) -> dict[str, Any]:
