@@ -304,6 +304,9 @@ def _parse_tool_input(text: str) -> object:
         return ValueError("nested too deeply to parse")
 
 
+_MESSAGE_STOP: dict[str, Any] = {"type": "message_stop"}  # its handler reads nothing of it
+
+
 class AnthropicGrammar(_Grammar):
     """The Messages streaming grammar: message_start, blocks, message_delta+, message_stop, then EOF."""
 
@@ -381,6 +384,53 @@ class AnthropicGrammar(_Grammar):
         found.parts.append(text)
         self.content_deltas += filled
         return filled
+
+    def text_block_start(self, block: int, ping: bool) -> bool:
+        """A content_block_start whose data is exactly {"type":"content_block_start","index":block,
+        "content_block":{"type":"text","text":""}}, followed by a ping when `ping`: what opens nearly every text
+        block, without its payloads.
+
+        Takes them and returns True when feed_fields() would find nothing in them (message started, not ended, no
+        message_delta yet, no block open, `block` the next index); otherwise takes nothing and returns False.
+        """
+        if (
+            not self.started
+            or self.stopped
+            or self.errored
+            or self.message_deltas
+            or self._open
+            or block != self._next_index
+        ):
+            return False
+        self.events += 2 if ping else 1
+        self._last_kind = "ping" if ping else "content_block_start"
+        self._next_index = block + 1
+        self._blocks[block] = _Block(block, "text", {"type": "text", "text": ""})
+        self._open.add(block)
+        return True
+
+    def text_block_stop(self, block: int) -> bool:
+        """A content_block_stop whose data is exactly {"type":"content_block_stop","index":block}: True when it
+        closes open text block `block` of a message started and not ended (feed_fields() finds nothing in it then),
+        False, taking nothing, otherwise."""
+        found = self._blocks.get(block)
+        if not self.started or self.stopped or self.errored or found is None or found.closed or found.kind != "text":
+            return False
+        self.events += 1
+        self._last_kind = "content_block_stop"
+        found.closed = True
+        self._open.discard(block)
+        return True
+
+    def message_stop(self, index: int) -> bool:
+        """A message_stop whose data is exactly {"type":"message_stop"}, event `index`: taken as feed_fields() takes
+        it, without its payload, when the message started and has not ended (True); otherwise nothing is taken."""
+        if not self.started or self.stopped or self.errored:
+            return False
+        self.events += 1
+        self._last_kind = "message_stop"
+        self._message_stop(_MESSAGE_STOP, index)
+        return True
 
     def _irregular(self, index: int, name: str | None, payload: dict[str, Any], kind: object) -> str | None:
         """Event name and data.type disagree or type is missing: report, and say what to dispatch on."""

@@ -57,17 +57,48 @@ def parse_json(data: str) -> object:
 # whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
 # without building, parsing or validating a payload. A run of them to the same block is one match (possessive:
 # sre keeps no state to give iterations back) whose further texts are not empty; their texts are cut out only
-# when the message is asked for. Any other plain frame takes the general path.
+# when the message is asked for. The same match takes the frames around a run that open and close nearly every
+# text block, when they are in the chunk: the block's start with an empty text (and the ping the API sends after
+# the first), and its stop. Their data are constant but for the index, schema-valid whatever it is. Any other
+# plain frame takes the general path, and a message_stop right after it (what ends nearly every stream) is taken
+# with it.
 _JSON_STRING_BODY = r'[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
 _TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _TEXT_DELTA_TEXT = ',"delta":{"type":"text_delta","text":"'
 _TEXT_DELTA_TAIL = '"}}\n\n'
-_HEAD, _TEXT, _TAIL = (re.escape(literal) for literal in (_TEXT_DELTA_HEAD, _TEXT_DELTA_TEXT, _TEXT_DELTA_TAIL))
+_TEXT_START_DATA = '{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}'
+_PING_DATA = '{"type": "ping"}'
+_TEXT_STOP_DATA = '{{"type":"content_block_stop","index":{index}}}'
+_MESSAGE_STOP_DATA = '{"type":"message_stop"}'
+
+
+def _frame_around(name: str, data: str) -> list[str]:
+    """The frame of an event whose data is the template `data`, cut where its index goes."""
+    return f"event: {name}\ndata: {data}\n\n".replace("{{", "{").replace("}}", "}").split("{index}")
+
+
+_HEAD, _TEXT, _TAIL, _PING, _END, _START, _START_TAIL, _STOP, _STOP_TAIL = (
+    re.escape(literal)
+    for literal in (
+        _TEXT_DELTA_HEAD,
+        _TEXT_DELTA_TEXT,
+        _TEXT_DELTA_TAIL,
+        f"event: ping\ndata: {_PING_DATA}\n\n",
+        f"event: message_stop\ndata: {_MESSAGE_STOP_DATA}\n\n",
+        *_frame_around("content_block_start", _TEXT_START_DATA),
+        *_frame_around("content_block_stop", _TEXT_STOP_DATA),
+    )
+)
+_INDEX = "(0|[1-9][0-9]{0,8})"
 _ANTHROPIC_FRAMES = re.compile(
-    f"{_HEAD}(0|[1-9][0-9]{{0,8}}){_TEXT}({_JSON_STRING_BODY}){_TAIL}"
-    f'((?:{_HEAD}\\1{_TEXT}(?!"){_JSON_STRING_BODY}{_TAIL})*+)|{PLAIN_NAMED_FRAME}|{NOT_PLAIN}'
-).findall  # (block index, first text, the run's further deltas, "", "", "") or ("", "", "", name, data, "")
+    f"(?:{_START}{_INDEX}{_START_TAIL}({_PING})?)?"
+    f"{_HEAD}{_INDEX}{_TEXT}({_JSON_STRING_BODY}){_TAIL}"
+    f'((?:{_HEAD}\\3{_TEXT}(?!"){_JSON_STRING_BODY}{_TAIL})*+)'
+    f"({_STOP}\\3{_STOP_TAIL})?"
+    f"|{PLAIN_NAMED_FRAME}({_END})?|{NOT_PLAIN}"
+).findall  # (start's index, ping, block index, first text, further deltas, stop, "", "", "", "")
+# or ("", "", "", "", "", "", name, data, the message_stop frame after it or "", "") or ("", ..., the rest)
 
 
 def _run_raws(block: str, first: str, more: str) -> list[str]:
@@ -398,7 +429,7 @@ class StreamReader:
         is_valid = self._is_valid
         known = self._known_valid
         feed_fields = grammar.feed_fields
-        for block, piece, more, name, data, _ in frames:
+        for start, ping, block, piece, more, stop, name, data, end, _ in frames:
             if not block:
                 # _take_data() written out, with the memos: this loop takes most events of the streams a load
                 # test reads.
@@ -429,28 +460,53 @@ class StreamReader:
                             entry[1] = self._check_schema(is_valid, payload, None, index)
                     elif data not in known:
                         self._check_schema(is_valid, payload, data, index)
+                if end:  # a message_stop frame follows, as it follows every message_delta that ends a message
+                    if count < limit and grammar.message_stop(count):
+                        count = self._count = count + 1
+                    else:
+                        self._take_data(count, "message_stop", _MESSAGE_STOP_DATA, parse_json(_MESSAGE_STOP_DATA), t)
+                        count += 1
                 continue
+            # A text block's frames: its start (and a ping) if in the chunk, a run of deltas, its stop if in the chunk.
             n = 1 + more.count(_TEXT_DELTA_TAIL)  # the run's further frames each end with it, and a text cannot hold it
-            if count + n <= limit:
-                text: str | Callable[[], str] = piece
-                if more or "\\" in piece:
-                    text = partial(_run_text, block, piece, more)
-                filled = grammar.text_deltas(int(block), n, n if piece else n - 1, text)
-                if filled >= 0:
-                    count = self._count = count + n
-                    if filled:
-                        self._contents(t, filled)
-                    continue
-            for raw in _run_raws(block, piece, more):  # one by one, the general way
-                payload = {
-                    "type": "content_block_delta",
-                    "index": int(block),
-                    "delta": {"type": "text_delta", "text": _unescaped(raw)},
-                }
-                self._take_data(
-                    count, "content_block_delta", _TEXT_DELTA_DATA.format(index=block, text=raw), payload, t
-                )
-                count += 1
+            size = n + (2 if ping else 1 if start else 0) + (1 if stop else 0)
+            taken = 0  # the match's frames taken without payloads
+            if count + size <= limit:
+                index = int(block)
+                if start == block and grammar.text_block_start(index, ping != ""):  # a start of this block
+                    taken = 2 if ping else 1
+                if taken or not start:
+                    text: str | Callable[[], str] = piece
+                    if more or "\\" in piece:
+                        text = partial(_run_text, block, piece, more)
+                    filled = grammar.text_deltas(index, n, n if piece else n - 1, text)
+                    if filled >= 0:
+                        taken += n
+                        if filled:
+                            self._contents(t, filled)
+                        if stop and grammar.text_block_stop(index):
+                            taken += 1
+            count = self._count = count + taken
+            if taken != size:
+                self._take_block_frames(start, ping, block, piece, more, stop, taken, t)
+                count = self._count
+
+    def _take_block_frames(
+        self, start: str, ping: str, block: str, piece: str, more: str, stop: str, skip: int, t: float
+    ) -> None:
+        """The frames of a text block's match (see _ANTHROPIC_FRAMES) taken the general way, one by one, from the
+        `skip`-th on."""
+        frames = []
+        if start:
+            frames.append(("content_block_start", _TEXT_START_DATA.format(index=start)))
+            if ping:
+                frames.append(("ping", _PING_DATA))
+        for raw in _run_raws(block, piece, more):
+            frames.append(("content_block_delta", _TEXT_DELTA_DATA.format(index=block, text=raw)))
+        if stop:
+            frames.append(("content_block_stop", _TEXT_STOP_DATA.format(index=block)))
+        for name, data in frames[skip:]:
+            self._take_data(self._count, name, data, parse_json(data), t)
 
     def _take_data(self, index: int, name: str | None, data: str, payload: object, t: float) -> None:
         """One plain frame's event, its payload parsed: grammar, timing, schema (unless its text is known valid)."""

@@ -8,6 +8,7 @@ hold the schemas to what the text-delta template assumes.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from conformance import stream
 from conformance.cassette import read_cassette
+from conformance.grammar import AnthropicGrammar
 from conformance.schemas import validator
 from conformance.sse import SSEDecoder
 from conformance.stream import StreamReader, StreamResult
@@ -164,7 +166,7 @@ def test_the_plain_path_is_taken_for_plain_chunks_and_only_then() -> None:
     assert stream._OPENAI_FRAMES("data: {}\n\ndata: [DONE]\n\n")[-1][-1] == ""
 
 
-def test_canonical_text_deltas_skip_payloads_and_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_canonical_text_blocks_skip_payloads_and_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     body = (TRANSCRIPTS / "anthropic/pings.sse").read_bytes()
     deltas = body.count(b'"type":"text_delta"')
     assert deltas >= 2
@@ -178,10 +180,14 @@ def test_canonical_text_deltas_skip_payloads_and_the_schema(monkeypatch: pytest.
     reader.feed(body, 1.0)
     result = reader.close(2.0)
     assert result.violations == () and result.content_deltas == deltas
-    assert not [p for p in seen if isinstance(p, dict) and p.get("type") == "content_block_delta"]
+    # Taken without payloads: a text block's frames (its start and the ping after it, its deltas, its stop), and a
+    # message_stop after another frame.
+    lean = ("content_block_start", "content_block_delta", "content_block_stop", "message_stop")
+    assert not [p for p in seen if isinstance(p, dict) and p.get("type") in lean]
     # Every other event is validated once per distinct text (the repeated pings are remembered as valid).
-    others = {line for line in body.split(b"\n") if line.startswith(b"data: ") and b'"text_delta"' not in line}
-    assert len(seen) == len(others) < body.count(b"\n\n") - deltas
+    others = {line for line in body.split(b"\n") if line.startswith(b"data: ") and b'"type":"message_stop"' not in line}
+    others = {line for line in others if b'"type":"content_block' not in line}
+    assert len(seen) == len(others) == 3
 
 
 JSON_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
@@ -193,17 +199,73 @@ def test_every_canonical_text_delta_is_schema_valid_and_read_exactly(text: str, 
     payload = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only)
     frame = f"event: content_block_delta\ndata: {data}\n\n"
-    [(block, piece, more, name, rest, left)] = stream._ANTHROPIC_FRAMES(frame)
-    assert (block, more, name, rest, left) == (str(index), "", "", "", "")
+    [(start, ping, block, piece, more, stop, name, rest, end, left)] = stream._ANTHROPIC_FRAMES(frame)
+    assert (start, ping, block, more, stop, name, rest, end, left) == ("", "", str(index), "", "", "", "", "", "")
     assert json.loads(f'"{piece}"') == text
     assert validator("anthropic/stream-event").is_valid(payload)
+
+
+@settings(max_examples=200, deadline=None)
+@given(index=st.integers(0, 10**9 - 1), ping=st.booleans(), stop=st.booleans())
+def test_a_text_blocks_start_ping_and_stop_are_schema_valid_and_taken_with_its_run(
+    index: int, ping: bool, stop: bool
+) -> None:
+    start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+    end = {"type": "content_block_stop", "index": index}
+    delta = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": "x"}}
+    frames = [_frame("content_block_start", start)]
+    frames += [b'event: ping\ndata: {"type": "ping"}\n\n'] if ping else []
+    frames += [_frame("content_block_delta", delta)] * 2 + ([_frame("content_block_stop", end)] if stop else [])
+    [(first, pinged, block, piece, more, stopped, name, data, ends, left)] = stream._ANTHROPIC_FRAMES(
+        b"".join(frames).decode()
+    )
+    assert (first, block, piece, name, data, ends, left) == (str(index), str(index), "x", "", "", "", "")
+    assert (bool(pinged), bool(stopped), more.count(stream._TEXT_DELTA_TAIL)) == (ping, stop, 1)
+    stream_event = validator("anthropic/stream-event")
+    assert stream_event.is_valid(start) and stream_event.is_valid(end)
+    assert stream_event.is_valid({"type": "ping"}) and stream_event.is_valid({"type": "message_stop"})
+
+
+def test_frames_around_a_run_that_are_not_its_blocks_are_left_to_the_general_path() -> None:
+    def frame(name: str, data: str) -> str:
+        return f"event: {name}\ndata: {data}\n\n"
+
+    def block_start(index: int, block: str) -> str:
+        return frame("content_block_start", f'{{"type":"content_block_start","index":{index},"content_block":{block}}}')
+
+    run = frame(
+        "content_block_delta", '{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"a"}}'
+    )
+    for before, after in [
+        ("", frame("content_block_stop", '{"type":"content_block_stop","index":0}')),
+        ("", frame("content_block_stop", '{"type":"content_block_stop","index":1,"x":1}')),
+        (block_start(1, '{"type":"text","text":"x"}'), ""),
+        (block_start(1, '{"type":"thinking","thinking":""}'), ""),
+        (block_start(1, '{"type":"text","text":""}').replace('"text":""', '"text": ""'), ""),
+        (frame("ping", '{"type": "ping"}'), ""),
+    ]:
+        found = stream._ANTHROPIC_FRAMES(before + run + after)
+        assert [(m[0], m[1], m[2], m[5]) for m in found] == (
+            [("", "", "", ""), ("", "", "1", "")] if before else [("", "", "1", ""), ("", "", "", "")]
+        ), (before, after)
+        assert found[1 if before else 0][6:] == ("", "", "", "")
+        assert found[0 if before else 1][6:] == (*(before or after)[len("event: ") : -2].split("\ndata: "), "", "")
+    # A start of another block's index is taken with the run, and then left to the general path as a whole: here
+    # block 0 again (after block 0) before deltas to block 1, the index the grammar expects next.
+    first = block_start(0, '{"type":"text","text":""}') + frame(
+        "content_block_stop", '{"type":"content_block_stop","index":0}'
+    )
+    again = block_start(0, '{"type":"text","text":""}') + run
+    assert [m[:3] for m in stream._ANTHROPIC_FRAMES(again)] == [("0", "", "1")]
+    result = assert_same("anthropic", [(START + first).encode(), again.encode()])
+    assert {"block-reopened", "block-not-open"} <= result.codes()
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.text(alphabet='{}[]":,\\/ u0123456789abfnrtxé\x01', max_size=60))
 def test_the_template_matches_only_what_json_reads_as_a_text_delta(data: str) -> None:
     candidate = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"' + data + '"}}'
-    [(block, piece, _more, _name, rest, _left)] = stream._ANTHROPIC_FRAMES(
+    [(_start, _ping, block, piece, _more, _stop, _name, rest, _end, _left)] = stream._ANTHROPIC_FRAMES(
         f"event: content_block_delta\ndata: {candidate}\n\n"
     )
     if block:
@@ -232,6 +294,14 @@ FRAME = st.one_of(
     ),
     st.builds(lambda i: ("content_block_stop", {"type": "content_block_stop", "index": i}), st.integers(0, 2)),
     st.just(("ping", {"type": "ping"})),
+    st.just(("ping", '{"type": "ping"}')),  # as the Anthropic API writes it
+    st.builds(
+        lambda i: (
+            "content_block_start",
+            {"type": "content_block_start", "index": i, "content_block": {"type": "thinking", "thinking": ""}},
+        ),
+        st.integers(0, 2),
+    ),
     st.just(("message_stop", {"type": "message_stop"})),
     st.just(
         (
@@ -262,17 +332,50 @@ def _frame(name: str, payload: object) -> bytes:
     return f"event: {name}\ndata: {data}\n\n".encode()
 
 
-@settings(max_examples=200, deadline=None)
+def _text_block(index: int, ping: bool, texts: list[str], stop: bool) -> list[tuple[str, object]]:
+    """A text block as the API streams it: start (with an empty text), a ping after it, deltas, stop."""
+    frames: list[tuple[str, object]] = [
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+        )
+    ]
+    frames += [("ping", '{"type": "ping"}')] if ping else []
+    frames += [
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": t}},
+        )
+        for t in texts
+    ]
+    frames += [("content_block_stop", {"type": "content_block_stop", "index": index})] if stop else []
+    return frames
+
+
+BLOCK = st.tuples(st.booleans(), st.lists(JSON_TEXT, max_size=4), st.booleans())  # ping, texts, stop
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    body=st.lists(FRAME, max_size=14),
+    blocks=st.lists(BLOCK, max_size=3),
+    noise=st.lists(st.tuples(st.integers(0, 40), FRAME), max_size=4),
     started=st.booleans(),
-    split=st.lists(st.integers(1, 5), min_size=1, max_size=6),
-    max_events=st.sampled_from([3, 100]),
+    split=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    max_events=st.sampled_from([3, 9, 100]),
     cause=st.sampled_from(["eof", "reset"]),
 )
 def test_generated_streams_find_the_same_on_either_path(
-    body: list[tuple[str, object]], started: bool, split: list[int], max_events: int, cause: str
+    blocks: list[tuple[bool, list[str], bool]],
+    noise: list[tuple[int, tuple[str, object]]],
+    started: bool,
+    split: list[int],
+    max_events: int,
+    cause: str,
 ) -> None:
+    # Text blocks in order, as the API streams them, with frames of every kind put anywhere among them.
+    body = [frame for index, block in enumerate(blocks) for frame in _text_block(index, *block)]
+    for at, frame in noise:
+        body.insert(at % (len(body) + 1), frame)
     frames = ([START.encode()] if started else []) + [_frame(*f) for f in body]
     chunks, pos, k = [], 0, 0
     while pos < len(frames):
@@ -505,3 +608,69 @@ def test_a_frame_ending_in_cr_after_plain_frames_is_found_in_its_own_chunk() -> 
     start = f"event: message_start\ndata: {START_DATA}\n\n".encode() + block
     for end in (b"\r\n\r\n", b"\n\r\n", b"\r\r"):
         assert_same("anthropic", [start + delta("a") + b"\n\n" + delta("b") + end, delta("c") + b"\n\n"])
+
+
+def _grammar_state(grammar: AnthropicGrammar) -> tuple[object, ...]:
+    blocks = [(b.index, b.kind, b.closed, b.deltas, b.start, b.signature) for b in grammar._blocks.values()]
+    return (
+        grammar.violations,
+        grammar.violation_counts,
+        grammar.events,
+        grammar.content_deltas,
+        (grammar.started, grammar.stopped, grammar.errored, grammar.message_deltas, grammar._last_kind),
+        (grammar._open, grammar._next_index),
+        blocks,
+        grammar.message(),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blocks=st.lists(BLOCK, max_size=2),
+    noise=st.lists(st.tuples(st.integers(0, 20), FRAME), max_size=3),
+    started=st.booleans(),
+    index=st.integers(-1, 3),
+    ping=st.booleans(),
+)
+def test_the_grammar_takes_constant_frames_without_payloads_only_as_feed_fields_would(
+    blocks: list[tuple[bool, list[str], bool]],
+    noise: list[tuple[int, tuple[str, object]]],
+    started: bool,
+    index: int,
+    ping: bool,
+) -> None:
+    # In any state: text_block_start / text_block_stop either take nothing (False), or do what feeding the frames
+    # one by one does, and that finds nothing; message_stop takes nothing, or does what feeding it does.
+    body = [frame for i, block in enumerate(blocks) for frame in _text_block(i, *block)]
+    for at, frame in noise:
+        body.insert(at % (len(body) + 1), frame)
+    grammar = AnthropicGrammar()
+    if started:
+        grammar.feed_fields(0, "message_start", START_DATA, json.loads(START_DATA))
+    for name, payload in body:
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        grammar.feed_fields(grammar.events, name, data, stream.parse_json(data))
+    before = _grammar_state(grammar)
+    if index < 0:  # the index the grammar expects next, for a start, and the last open block's, for a stop
+        index = grammar._next_index
+    start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+    stop = {"type": "content_block_stop", "index": index}
+    cases = [
+        ("text_block_start", (index, ping), [("content_block_start", start)] + ([("ping", {"type": "ping"})] * ping)),
+        ("text_block_stop", (index,), [("content_block_stop", stop)]),
+        (
+            "text_block_stop",
+            (max(grammar._open, default=0),),
+            [("content_block_stop", {**stop, "index": max(grammar._open, default=0)})],
+        ),
+    ]
+    cases.append(("message_stop", (grammar.events,), [("message_stop", {"type": "message_stop"})]))
+    for method, args, frames in cases:
+        bulk, general = copy.deepcopy(grammar), copy.deepcopy(grammar)
+        for name, payload in frames:
+            general.feed_fields(general.events, name, json.dumps(payload), payload)
+        if getattr(bulk, method)(*args):
+            assert _grammar_state(bulk) == _grammar_state(general)
+            assert general.violations == grammar.violations or method == "message_stop"  # nothing found
+        else:
+            assert _grammar_state(bulk) == before
