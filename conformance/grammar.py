@@ -385,6 +385,19 @@ class AnthropicGrammar(_Grammar):
         self.content_deltas += filled
         return filled
 
+    def known_message_start(self, message: dict[str, Any], message_id: str) -> bool:
+        """A message_start whose data is {"type":"message_start","message":...}, its message `message` with the id
+        `message_id`, without its payload: `message` may be shared with other streams (it is copied, never changed).
+
+        Taken as feed_fields() takes it when the stream has not begun (True); otherwise nothing is taken.
+        """
+        if self.started or self.stopped or self.errored:
+            return False
+        self.events += 1
+        self._last_kind = "message_start"
+        self._begin({**message, "id": message_id})
+        return True
+
     def text_block_start(self, block: int, ping: bool) -> bool:
         """A content_block_start whose data is exactly {"type":"content_block_start","index":block,
         "content_block":{"type":"text","text":""}}, followed by a ping when `ping`: what opens nearly every text
@@ -484,10 +497,14 @@ class AnthropicGrammar(_Grammar):
         if self.started:
             self.report("duplicate-message-start", "expected one message_start, got another", index)
             return
-        self.started = True
         message = payload.get("message")
-        if isinstance(message, dict):
-            self._message = dict(message)
+        self._begin(dict(message) if isinstance(message, dict) else None)
+
+    def _begin(self, message: dict[str, Any] | None) -> None:
+        """The message starts: message_start's message (the grammar's own copy), if it sent an object."""
+        self.started = True
+        if message is not None:
+            self._message = message
             usage = message.get("usage")
             if isinstance(usage, dict):
                 self.usage = dict(usage)

@@ -149,14 +149,22 @@ _STARTS_SIZE = 256
 _STARTS: dict[str, list[Any]] = {}  # the text after the id -> [payload, schema verdict known valid]
 
 
-def _message_start(data: str) -> tuple[object, list[Any] | None]:
-    """The payload of a message_start data text (which starts with _MESSAGE_START_HEAD), with its memo entry when
-    its id is plain: parsed once per text after the id, then rebuilt around each id."""
+def _plain_id(data: str) -> tuple[str, str] | None:
+    """The id of a message_start data text (which starts with _MESSAGE_START_HEAD) and the text after it, when the
+    id is plain."""
     end = data.find('"', _ID_AT)
     message_id = data[_ID_AT:end]
     if end <= _ID_AT or "\\" in message_id or not message_id.isprintable():
+        return None
+    return message_id, data[end:]
+
+
+def _message_start(data: str, plain: tuple[str, str] | None) -> tuple[object, list[Any] | None]:
+    """The payload of a message_start data text (which starts with _MESSAGE_START_HEAD), with its memo entry when
+    its id is plain (`plain`, from _plain_id): parsed once per text after the id, then rebuilt around each id."""
+    if plain is None:
         return parse_json(data), None
-    rest = data[end:]
+    message_id, rest = plain
     entry = _STARTS.get(rest)
     if entry is not None:
         found = entry[0]
@@ -433,33 +441,48 @@ class StreamReader:
             if not block:
                 # _take_data() written out, with the memos: this loop takes most events of the streams a load
                 # test reads.
+                index = count
+                count = self._count = count + 1
                 entry = None
+                taken = False
                 if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
-                    payload, entry = _message_start(data)
+                    plain = _plain_id(data)
+                    if plain is not None:
+                        entry = _STARTS.get(plain[1])
+                        # Seen before and found valid: the grammar takes its message around this id when the stream
+                        # has not begun, without a payload.
+                        if (
+                            entry is not None
+                            and entry[1]
+                            and count <= limit
+                            and grammar.known_message_start(entry[0]["message"], plain[0])
+                        ):
+                            taken = True
+                    if not taken:
+                        payload, entry = _message_start(data, plain)
                 else:
                     payload = shared.get(data)
                     if payload is None:
                         payload = parse_json(data)
                         if len(data) <= _SHARED_TEXT and type(payload) is dict:
                             _share(data, payload)
-                index = count
-                count = self._count = count + 1
-                if count == limit + 1:
-                    grammar.report(
-                        "too-many-events",
-                        f"more than {limit} events; later ones are checked and counted but not kept",
-                        index,
-                    )
-                before = grammar.content_deltas
-                feed_fields(index, name, data, payload)
-                if grammar.content_deltas != before:
-                    self._content(t, count <= limit)
-                if is_valid is not None and type(payload) is dict:
-                    if entry is not None:
-                        if not entry[1]:
-                            entry[1] = self._check_schema(is_valid, payload, None, index)
-                    elif data not in known:
-                        self._check_schema(is_valid, payload, data, index)
+                if not taken:
+                    if count == limit + 1:
+                        grammar.report(
+                            "too-many-events",
+                            f"more than {limit} events; later ones are checked and counted but not kept",
+                            index,
+                        )
+                    before = grammar.content_deltas
+                    feed_fields(index, name, data, payload)
+                    if grammar.content_deltas != before:
+                        self._content(t, count <= limit)
+                    if is_valid is not None and type(payload) is dict:
+                        if entry is not None:
+                            if not entry[1]:
+                                entry[1] = self._check_schema(is_valid, payload, None, index)
+                        elif data not in known:
+                            self._check_schema(is_valid, payload, data, index)
                 if end:  # a message_stop frame follows, as it follows every message_delta that ends a message
                     if count < limit and grammar.message_stop(count):
                         count = self._count = count + 1

@@ -423,7 +423,7 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
     payload = json.loads(data)
     texts = [data.replace('"id":"msg_1"', '"id":' + json.dumps(i, ensure_ascii=False), 1) for i in (first, second)]
     stream._STARTS.clear()
-    entries = [stream._message_start(text)[1] for text in [*texts, data]]
+    entries = [stream._message_start(text, stream._plain_id(text))[1] for text in [*texts, data]]
     assert entries[0] is not None and all(entry is entries[0] for entry in entries) and len(stream._STARTS) == 1
     check = validator("anthropic/stream-event").is_valid
     for text, value in zip(texts, (first, second), strict=True):
@@ -431,17 +431,29 @@ def test_message_starts_that_differ_in_the_id_alone_share_a_verdict(first: str, 
         assert check(json.loads(text))
 
 
+def test_a_known_message_start_past_the_event_limit_is_reported_as_the_general_path_does() -> None:
+    start = f"event: message_start\ndata: {START_DATA}\n\n".encode()
+    ping = b'event: ping\ndata: {"type": "ping"}\n\n'
+    read("anthropic", [start], keep_events=False)  # remembered, and found valid
+    for max_events in (1, 2):  # the limit falls at the second ping, then at the message_start
+        result = assert_same("anthropic", [ping * 2 + start], max_events=max_events)
+        assert ("too-many-events", max_events) in [(v.code, v.event_index) for v in result.violations]
+
+
 def test_message_start_ids_the_memo_must_not_skip() -> None:
     data = START_DATA
     stream._STARTS.clear()
-    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._message_start(data) == (
+    assert data.startswith(stream._MESSAGE_START_HEAD) and stream._message_start(data, stream._plain_id(data)) == (
         json.loads(data),
         [json.loads(data), False],
     )
     assert list(stream._STARTS) == [data[data.index('"', len(stream._MESSAGE_START_HEAD)) :]]  # after the id
     for odd in ('"id":""', '"id":"a\\"b"', '"id":"\\u0041"', '"id":"a\u2028b"', '"id":"a\x01b"'):
         text = data.replace('"id":"msg_1"', odd, 1)
-        assert stream._message_start(text) == (stream.parse_json(text), None)  # parsed and checked each time
+        assert stream._plain_id(text) is None and stream._message_start(text, None) == (
+            stream.parse_json(text),
+            None,
+        )  # parsed and checked each time
     valid = f"event: message_start\ndata: {data}\n\n".encode()
     for odd in (b'"id":""', b'"id":"a\x01b"'):
         bad = valid.replace(b'"id":"msg_1"', odd, 1)
@@ -639,8 +651,9 @@ def test_the_grammar_takes_constant_frames_without_payloads_only_as_feed_fields_
     index: int,
     ping: bool,
 ) -> None:
-    # In any state: text_block_start / text_block_stop either take nothing (False), or do what feeding the frames
-    # one by one does, and that finds nothing; message_stop takes nothing, or does what feeding it does.
+    # In any state: text_block_start / text_block_stop / known_message_start either take nothing (False), or do
+    # what feeding the frames one by one does, and that finds nothing; message_stop takes nothing, or does what
+    # feeding it does.
     body = [frame for i, block in enumerate(blocks) for frame in _text_block(i, *block)]
     for at, frame in noise:
         body.insert(at % (len(body) + 1), frame)
@@ -665,6 +678,9 @@ def test_the_grammar_takes_constant_frames_without_payloads_only_as_feed_fields_
         ),
     ]
     cases.append(("message_stop", (grammar.events,), [("message_stop", {"type": "message_stop"})]))
+    shared = json.loads(START_DATA)["message"]
+    started = {"type": "message_start", "message": {**shared, "id": "msg_other"}}
+    cases.append(("known_message_start", (shared, "msg_other"), [("message_start", started)]))
     for method, args, frames in cases:
         bulk, general = copy.deepcopy(grammar), copy.deepcopy(grammar)
         for name, payload in frames:
@@ -672,5 +688,6 @@ def test_the_grammar_takes_constant_frames_without_payloads_only_as_feed_fields_
         if getattr(bulk, method)(*args):
             assert _grammar_state(bulk) == _grammar_state(general)
             assert general.violations == grammar.violations or method == "message_stop"  # nothing found
+            assert shared == json.loads(START_DATA)["message"]  # not changed
         else:
             assert _grammar_state(bulk) == before
