@@ -444,7 +444,7 @@ class StreamReader:
                 index = count
                 count = self._count = count + 1
                 entry = None
-                taken = False
+                bulk = False  # taken without a payload
                 if name == "message_start" and data.startswith(_MESSAGE_START_HEAD):
                     plain = _plain_id(data)
                     if plain is not None:
@@ -457,8 +457,8 @@ class StreamReader:
                             and count <= limit
                             and grammar.known_message_start(entry[0]["message"], plain[0])
                         ):
-                            taken = True
-                    if not taken:
+                            bulk = True
+                    if not bulk:
                         payload, entry = _message_start(data, plain)
                 else:
                     payload = shared.get(data)
@@ -466,7 +466,7 @@ class StreamReader:
                         payload = parse_json(data)
                         if len(data) <= _SHARED_TEXT and type(payload) is dict:
                             _share(data, payload)
-                if not taken:
+                if not bulk:
                     if count == limit + 1:
                         grammar.report(
                             "too-many-events",
