@@ -56,8 +56,9 @@ def parse_json(data: str) -> object:
 # it (compact, keys in this order). Data that matches is JSON, and an instance of the stream-event schema
 # whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
 # without building, parsing or validating a payload. A run of them to the same block is one match (possessive:
-# sre keeps no state to give iterations back) whose further texts are not empty; their texts are cut out only
-# when the message is asked for. The same match takes the frames around a run that open and close nearly every
+# sre keeps no state to give iterations back; each further frame repeats the first one's text up to the text, a
+# backreference, cheaper for sre than that many literals) whose further texts are not empty; their texts are cut
+# out only when the message is asked for. The same match takes the frames around a run that open and close nearly every
 # text block, when they are in the chunk: the block's start with an empty text (and the ping the API sends after
 # the first), and its stop. Their data are constant but for the index, schema-valid whatever it is. Any other
 # plain frame takes the general path, and a message_stop right after it (what ends nearly every stream) is taken
@@ -93,12 +94,12 @@ _HEAD, _TEXT, _TAIL, _PING, _END, _START, _START_TAIL, _STOP, _STOP_TAIL = (
 _INDEX = "(0|[1-9][0-9]{0,8})"
 _ANTHROPIC_FRAMES = re.compile(
     f"(?:{_START}{_INDEX}{_START_TAIL}({_PING})?)?"
-    f"{_HEAD}{_INDEX}{_TEXT}({_JSON_STRING_BODY}){_TAIL}"
-    f'((?:{_HEAD}\\3{_TEXT}(?!"){_JSON_STRING_BODY}{_TAIL})*+)'
-    f"({_STOP}\\3{_STOP_TAIL})?"
+    f"({_HEAD}{_INDEX}{_TEXT})({_JSON_STRING_BODY}){_TAIL}"
+    f'((?:\\3(?!"){_JSON_STRING_BODY}{_TAIL})*+)'
+    f"({_STOP}\\4{_STOP_TAIL})?"
     f"|{PLAIN_NAMED_FRAME}({_END})?|{NOT_PLAIN}"
-).findall  # (start's index, ping, block index, first text, further deltas, stop, "", "", "", "")
-# or ("", "", "", "", "", "", name, data, the message_stop frame after it or "", "") or ("", ..., the rest)
+).findall  # (start's index, ping, first delta's head, block index, first text, further deltas, stop, "", "", "", "")
+# or ("", "", "", "", "", "", "", name, data, the message_stop frame after it or "", "") or ("", ..., the rest)
 
 
 def _run_raws(block: str, first: str, more: str) -> list[str]:
@@ -437,7 +438,7 @@ class StreamReader:
         is_valid = self._is_valid
         known = self._known_valid
         feed_fields = grammar.feed_fields
-        for start, ping, block, piece, more, stop, name, data, end, _ in frames:
+        for start, ping, _, block, piece, more, stop, name, data, end, _ in frames:
             if not block:
                 # _take_data() written out, with the memos: this loop takes most events of the streams a load
                 # test reads.

@@ -199,7 +199,7 @@ def test_every_canonical_text_delta_is_schema_valid_and_read_exactly(text: str, 
     payload = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only)
     frame = f"event: content_block_delta\ndata: {data}\n\n"
-    [(start, ping, block, piece, more, stop, name, rest, end, left)] = stream._ANTHROPIC_FRAMES(frame)
+    [(start, ping, _head, block, piece, more, stop, name, rest, end, left)] = stream._ANTHROPIC_FRAMES(frame)
     assert (start, ping, block, more, stop, name, rest, end, left) == ("", "", str(index), "", "", "", "", "", "")
     assert json.loads(f'"{piece}"') == text
     assert validator("anthropic/stream-event").is_valid(payload)
@@ -216,7 +216,7 @@ def test_a_text_blocks_start_ping_and_stop_are_schema_valid_and_taken_with_its_r
     frames = [_frame("content_block_start", start)]
     frames += [b'event: ping\ndata: {"type": "ping"}\n\n'] if ping else []
     frames += [_frame("content_block_delta", delta)] * 2 + ([_frame("content_block_stop", end)] if stop else [])
-    [(first, pinged, block, piece, more, stopped, name, data, ends, left)] = stream._ANTHROPIC_FRAMES(
+    [(first, pinged, _head, block, piece, more, stopped, name, data, ends, left)] = stream._ANTHROPIC_FRAMES(
         b"".join(frames).decode()
     )
     assert (first, block, piece, name, data, ends, left) == (str(index), str(index), "x", "", "", "", "")
@@ -245,18 +245,18 @@ def test_frames_around_a_run_that_are_not_its_blocks_are_left_to_the_general_pat
         (frame("ping", '{"type": "ping"}'), ""),
     ]:
         found = stream._ANTHROPIC_FRAMES(before + run + after)
-        assert [(m[0], m[1], m[2], m[5]) for m in found] == (
+        assert [(m[0], m[1], m[3], m[6]) for m in found] == (
             [("", "", "", ""), ("", "", "1", "")] if before else [("", "", "1", ""), ("", "", "", "")]
         ), (before, after)
-        assert found[1 if before else 0][6:] == ("", "", "", "")
-        assert found[0 if before else 1][6:] == (*(before or after)[len("event: ") : -2].split("\ndata: "), "", "")
+        assert found[1 if before else 0][7:] == ("", "", "", "")
+        assert found[0 if before else 1][7:] == (*(before or after)[len("event: ") : -2].split("\ndata: "), "", "")
     # A start of another block's index is taken with the run, and then left to the general path as a whole: here
     # block 0 again (after block 0) before deltas to block 1, the index the grammar expects next.
     first = block_start(0, '{"type":"text","text":""}') + frame(
         "content_block_stop", '{"type":"content_block_stop","index":0}'
     )
     again = block_start(0, '{"type":"text","text":""}') + run
-    assert [m[:3] for m in stream._ANTHROPIC_FRAMES(again)] == [("0", "", "1")]
+    assert [(m[0], m[1], m[3]) for m in stream._ANTHROPIC_FRAMES(again)] == [("0", "", "1")]
     result = assert_same("anthropic", [(START + first).encode(), again.encode()])
     assert {"block-reopened", "block-not-open"} <= result.codes()
 
@@ -265,7 +265,7 @@ def test_frames_around_a_run_that_are_not_its_blocks_are_left_to_the_general_pat
 @given(data=st.text(alphabet='{}[]":,\\/ u0123456789abfnrtxé\x01', max_size=60))
 def test_the_template_matches_only_what_json_reads_as_a_text_delta(data: str) -> None:
     candidate = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"' + data + '"}}'
-    [(_start, _ping, block, piece, _more, _stop, _name, rest, _end, _left)] = stream._ANTHROPIC_FRAMES(
+    [(_start, _ping, _head, block, piece, _more, _stop, _name, rest, _end, _left)] = stream._ANTHROPIC_FRAMES(
         f"event: content_block_delta\ndata: {candidate}\n\n"
     )
     if block:
