@@ -91,9 +91,8 @@ class Histogram:
                 self.maximum = 0.0
             if zeros == len(values):
                 return
-            values = [value for value in values if value != 0.0]
         add = self.add
-        for value in values:
+        for value in filter(None, values) if zeros else values:
             add(value * scale)
 
     def merge(self, other: Histogram) -> None:
