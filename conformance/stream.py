@@ -56,13 +56,13 @@ def parse_json(data: str) -> object:
 # it (compact, keys in this order). Data that matches is JSON, and an instance of the stream-event schema
 # whatever its index and text (tests/test_stream_plain.py holds the schema to that), so the lean reader takes it
 # without building, parsing or validating a payload. A run of them to the same block is one match (possessive:
-# sre keeps no state to give iterations back; each further frame repeats the first one's text up to the text, a
+# sre keeps no state to give iterations back; each further frame repeats the first one's head, up to its text, by
 # backreference, cheaper for sre than that many literals) whose further texts are not empty; their texts are cut
-# out only when the message is asked for. The same match takes the frames around a run that open and close nearly every
-# text block, when they are in the chunk: the block's start with an empty text (and the ping the API sends after
-# the first), and its stop. Their data are constant but for the index, schema-valid whatever it is. Any other
-# plain frame takes the general path, and a message_stop right after it (what ends nearly every stream) is taken
-# with it.
+# out only when the message is asked for. The same match takes the frames around a run that open and close
+# nearly every text block, when they are in the chunk: the block's start with an empty text (and the ping the API
+# sends after the first), and its stop. Their data are constant but for the index, schema-valid whatever it is.
+# Any other plain frame takes the general path, and a message_stop right after it (what ends nearly every
+# stream) is taken with it.
 _JSON_STRING_BODY = r'[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
 _TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
