@@ -355,6 +355,16 @@ def _text_block(index: int, ping: bool, texts: list[str], stop: bool) -> list[tu
 BLOCK = st.tuples(st.booleans(), st.lists(JSON_TEXT, max_size=4), st.booleans())  # ping, texts, stop
 
 
+def _blocks_among(
+    blocks: list[tuple[bool, list[str], bool]], noise: list[tuple[int, tuple[str, object]]]
+) -> list[tuple[str, object]]:
+    """Text blocks in order, as the API streams them, with frames of every kind put anywhere among them."""
+    body = [frame for index, block in enumerate(blocks) for frame in _text_block(index, *block)]
+    for at, frame in noise:
+        body.insert(at % (len(body) + 1), frame)
+    return body
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     blocks=st.lists(BLOCK, max_size=3),
@@ -372,10 +382,7 @@ def test_generated_streams_find_the_same_on_either_path(
     max_events: int,
     cause: str,
 ) -> None:
-    # Text blocks in order, as the API streams them, with frames of every kind put anywhere among them.
-    body = [frame for index, block in enumerate(blocks) for frame in _text_block(index, *block)]
-    for at, frame in noise:
-        body.insert(at % (len(body) + 1), frame)
+    body = _blocks_among(blocks, noise)
     frames = ([START.encode()] if started else []) + [_frame(*f) for f in body]
     chunks, pos, k = [], 0, 0
     while pos < len(frames):
@@ -654,9 +661,7 @@ def test_the_grammar_takes_constant_frames_without_payloads_only_as_feed_fields_
     # In any state: text_block_start / text_block_stop / known_message_start either take nothing (False), or do
     # what feeding the frames one by one does, and that finds nothing; message_stop takes nothing, or does what
     # feeding it does.
-    body = [frame for i, block in enumerate(blocks) for frame in _text_block(i, *block)]
-    for at, frame in noise:
-        body.insert(at % (len(body) + 1), frame)
+    body = _blocks_among(blocks, noise)
     grammar = AnthropicGrammar()
     if started:
         grammar.feed_fields(0, "message_start", START_DATA, json.loads(START_DATA))
