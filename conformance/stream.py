@@ -65,9 +65,6 @@ def parse_json(data: str) -> object:
 # stream) is taken with it.
 _JSON_STRING_BODY = r'[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+'
 _TEXT_DELTA_DATA = '{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}'
-_TEXT_DELTA_HEAD = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-_TEXT_DELTA_TEXT = ',"delta":{"type":"text_delta","text":"'
-_TEXT_DELTA_TAIL = '"}}\n\n'
 _TEXT_START_DATA = '{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}'
 _PING_DATA = '{"type": "ping"}'
 _TEXT_STOP_DATA = '{{"type":"content_block_stop","index":{index}}}'
@@ -75,10 +72,11 @@ _MESSAGE_STOP_DATA = '{"type":"message_stop"}'
 
 
 def _frame_around(name: str, data: str) -> list[str]:
-    """The frame of an event whose data is the template `data`, cut where its index goes."""
-    return f"event: {name}\ndata: {data}\n\n".replace("{{", "{").replace("}}", "}").split("{index}")
+    """The frame of an event whose data is the template `data`, cut where its fields ({index}, {text}) go."""
+    return re.split(r"\{(?:index|text)\}", f"event: {name}\ndata: {data}\n\n".replace("{{", "{").replace("}}", "}"))
 
 
+_TEXT_DELTA_HEAD, _TEXT_DELTA_TEXT, _TEXT_DELTA_TAIL = _frame_around("content_block_delta", _TEXT_DELTA_DATA)
 _HEAD, _TEXT, _TAIL, _PING, _END, _START, _START_TAIL, _STOP, _STOP_TAIL = (
     re.escape(literal)
     for literal in (
